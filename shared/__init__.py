@@ -1,0 +1,1 @@
+"""Domain and libraries shared by the app and the command line. No Functions bindings."""

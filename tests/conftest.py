@@ -1,0 +1,5 @@
+"""Shared pytest fixtures; each group lives in its own plugin module under tests/plugins/."""
+
+pytest_plugins = [
+    "tests.plugins.postgres",
+]
