@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "tests.plugins.postgres",
+    "tests.plugins.azurite",
 ]

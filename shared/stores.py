@@ -1,0 +1,442 @@
+"""State that outlives an orchestration, in Azure Table storage (Azurite locally).
+
+Every decision that two requests could race for is made by the storage service, never by a
+read followed by a write: an insert that fails because the row exists tells the loser it lost.
+That is how a signal is seen once, how exactly one request starts an incident, how an
+approval is recorded once per approver and gate, and how an action token is spent once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.storage.blob import BlobServiceClient
+from pydantic import BaseModel
+
+from shared.classification import incident_id as make_incident_id
+from shared.classification import split_incident_id
+from shared.models import (
+    ApprovalDecision,
+    Evidence,
+    Gate,
+    IncidentSummary,
+    Phase,
+    Principal,
+    RawRef,
+    RunbookPath,
+    ScenarioFamily,
+    Signal,
+)
+
+log = logging.getLogger(__name__)
+
+# Every call to storage states its limits: connect, read, and how often azure-core retries.
+CLIENT_OPTIONS = {"connection_timeout": 5, "read_timeout": 20, "retry_total": 3}
+MAX_START_ATTEMPTS = 20
+
+
+class StoreError(RuntimeError):
+    """Storage could not be reached or answered with an error; the message says which call."""
+
+
+@contextmanager
+def _calling(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (ResourceExistsError, ResourceNotFoundError, ResourceModifiedError):
+        raise
+    except AzureError as exc:
+        raise StoreError(f"{what} failed: {exc.__class__.__name__}: {exc}") from exc
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment else None
+
+
+def _parse(moment: str | None) -> datetime | None:
+    return datetime.fromisoformat(moment) if moment else None
+
+
+def _digest(text: str, length: int = 64) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def connection_string_from_settings(env: dict[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    value = env.get("AzureWebJobsStorage")
+    if not value:
+        raise StoreError("AzureWebJobsStorage is not set: it names the storage account to use")
+    return value
+
+
+class _Table:
+    """One table, created on first use."""
+
+    def __init__(self, service: TableServiceClient, name: str):
+        self._service = service
+        self.name = name
+        self._client: TableClient | None = None
+
+    @property
+    def client(self) -> TableClient:
+        if self._client is None:
+            with _calling(f"creating table {self.name}"):
+                self._client = self._service.create_table_if_not_exists(self.name)
+        return self._client
+
+    def insert(self, entity: dict) -> bool:
+        """Insert if absent: True when this call created the row, False when it existed."""
+        try:
+            with _calling(f"insert into {self.name}"):
+                self.client.create_entity(entity)
+            return True
+        except ResourceExistsError:
+            return False
+
+    def get(self, partition: str, row: str) -> dict | None:
+        try:
+            with _calling(f"read from {self.name}"):
+                return dict(self.client.get_entity(partition, row))
+        except ResourceNotFoundError:
+            return None
+
+    def partition(self, partition: str) -> list[dict]:
+        with _calling(f"query {self.name}"):
+            rows = self.client.query_entities("PartitionKey eq @pk", parameters={"pk": partition})
+            return [dict(r) for r in rows]
+
+    def all(self) -> list[dict]:
+        with _calling(f"list {self.name}"):
+            return [dict(r) for r in self.client.list_entities()]
+
+    def merge(self, entity: dict, etag: str | None = None) -> None:
+        with _calling(f"update {self.name}"):
+            if etag is None:
+                self.client.update_entity(entity, mode=UpdateMode.MERGE)
+            else:
+                self.client.update_entity(
+                    entity, mode=UpdateMode.MERGE, etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------
+
+
+class DedupeResult(BaseModel):
+    """Whether this delivery is the first of its signal, and where the first one went."""
+
+    first: bool
+    dedupe_key: str
+    incident_id: str | None = None
+    first_seen_at: datetime
+
+
+class SignalDedupe:
+    """Insert-if-absent by dedupe key: a retried delivery is recognised, not processed twice.
+
+    A duplicate whose ``incident_id`` is None was recorded but never folded (the first
+    delivery died in between); intake should fold it then, which is safe because
+    ``IncidentIndex.open_or_join`` is idempotent.
+    """
+
+    def __init__(self, table: _Table):
+        self.table = table
+
+    @staticmethod
+    def _keys(dedupe_key: str) -> tuple[str, str]:
+        digest = _digest(dedupe_key)
+        return digest[:2], digest
+
+    def record(self, signal: Signal, *, now: datetime | None = None) -> DedupeResult:
+        partition, row = self._keys(signal.dedupe_key)
+        seen = now or _now()
+        entity = {
+            "PartitionKey": partition, "RowKey": row, "dedupe_key": signal.dedupe_key,
+            "kind": signal.kind.value, "environment": signal.environment or "",
+            "raw_sha256": signal.raw.sha256 if signal.raw else "", "first_seen_at": _iso(seen),
+            "incident_id": "",
+        }  # fmt: skip
+        if self.table.insert(entity):
+            return DedupeResult(first=True, dedupe_key=signal.dedupe_key, first_seen_at=seen)
+        existing = self.table.get(partition, row) or {}
+        return DedupeResult(
+            first=False,
+            dedupe_key=signal.dedupe_key,
+            incident_id=existing.get("incident_id") or None,
+            first_seen_at=_parse(existing.get("first_seen_at")) or seen,
+        )
+
+    def attach(self, dedupe_key: str, incident_id: str) -> None:
+        """Remember which incident the signal folded into (answers later duplicates)."""
+        partition, row = self._keys(dedupe_key)
+        self.table.merge({"PartitionKey": partition, "RowKey": row, "incident_id": incident_id})
+
+
+class IncidentSlot(BaseModel):
+    """The incident a signal belongs to, and whether this call started it."""
+
+    incident: IncidentSummary
+    started: bool
+
+
+class IncidentIndex:
+    """One row per incident: partition = correlation key, row = zero-padded generation.
+
+    Starting generation N is inserting row N; the insert succeeds for exactly one caller.
+    When the newest generation has ended, the next signal starts N+1 the same way.
+    """
+
+    def __init__(self, table: _Table):
+        self.table = table
+
+    @staticmethod
+    def _row(generation: int) -> str:
+        return f"{generation:06d}"
+
+    def _summary(self, entity: dict) -> IncidentSummary:
+        return IncidentSummary(
+            incident_id=entity["incident_id"],
+            correlation_key=entity["PartitionKey"],
+            environment=entity["environment"],
+            family=ScenarioFamily(entity["family"]),
+            generation=int(entity["generation"]),
+            phase=Phase(entity.get("phase") or Phase.DECLARED),
+            path=RunbookPath(entity["path"]) if entity.get("path") else None,
+            declared_by=entity.get("declared_by") or "system",
+            started_at=_parse(entity["started_at"]),
+            ended_at=_parse(entity.get("ended_at")),
+            outcome=entity.get("outcome") or None,
+            first_signal=entity.get("first_signal") or None,
+        )
+
+    def _latest(self, key: str) -> dict | None:
+        rows = self.table.partition(key)
+        return max(rows, key=lambda r: r["RowKey"]) if rows else None
+
+    def open_or_join(
+        self,
+        key: str,
+        *,
+        environment: str,
+        family: ScenarioFamily,
+        declared_by: str = "system",
+        first_signal: str | None = None,
+        now: datetime | None = None,
+    ) -> IncidentSlot:
+        """Join the open incident of ``key``, or start the next generation if none is open."""
+        for _ in range(MAX_START_ATTEMPTS):
+            latest = self._latest(key)
+            if latest is not None and not latest.get("ended_at"):
+                return IncidentSlot(incident=self._summary(latest), started=False)
+            generation = int(latest["generation"]) + 1 if latest else 1
+            entity = {
+                "PartitionKey": key, "RowKey": self._row(generation),
+                "incident_id": make_incident_id(key, generation), "environment": environment,
+                "family": ScenarioFamily(family).value, "generation": generation,
+                "phase": Phase.DECLARED.value, "path": "", "declared_by": declared_by,
+                "started_at": _iso(now or _now()), "ended_at": "", "outcome": "",
+                "first_signal": first_signal or "",
+            }  # fmt: skip
+            if self.table.insert(entity):
+                log.info("incident '%s' started (generation %s)", entity["incident_id"], generation)
+                return IncidentSlot(incident=self._summary(entity), started=True)
+            # Another request inserted this generation first: read again and join it.
+        raise StoreError(f"could not start or join an incident for {key} after many attempts")
+
+    def get(self, incident_id: str) -> IncidentSummary | None:
+        try:
+            key, generation = split_incident_id(incident_id)
+        except ValueError:
+            return None
+        entity = self.table.get(key, self._row(generation))
+        return self._summary(entity) if entity else None
+
+    def current(self, key: str) -> IncidentSummary | None:
+        latest = self._latest(key)
+        return self._summary(latest) if latest else None
+
+    def list(
+        self, environment: str | None = None, open_only: bool = False
+    ) -> list[IncidentSummary]:
+        rows = [self._summary(r) for r in self.table.all()]
+        if environment is not None:
+            rows = [r for r in rows if r.environment == environment]
+        if open_only:
+            rows = [r for r in rows if r.ended_at is None]
+        return sorted(rows, key=lambda r: r.started_at, reverse=True)
+
+    def update(
+        self, incident_id: str, *, phase: Phase | None = None, path: RunbookPath | None = None
+    ) -> None:
+        """Record the phase and path the orchestration reached (for listings)."""
+        key, generation = split_incident_id(incident_id)
+        entity: dict = {"PartitionKey": key, "RowKey": self._row(generation)}
+        if phase is not None:
+            entity["phase"] = Phase(phase).value
+        if path is not None:
+            entity["path"] = RunbookPath(path).value
+        self.table.merge(entity)
+
+    def end(
+        self, incident_id: str, *, outcome: str, phase: Phase, now: datetime | None = None
+    ) -> None:
+        """Close the incident; the next signal of its correlation key starts a new generation."""
+        key, generation = split_incident_id(incident_id)
+        self.table.merge({
+            "PartitionKey": key, "RowKey": self._row(generation), "ended_at": _iso(now or _now()),
+            "outcome": outcome, "phase": Phase(phase).value,
+        })  # fmt: skip
+        log.info("incident '%s' ended: %s", incident_id, outcome)
+
+
+class EvidenceStore:
+    """Evidence rows per incident, in the order they were observed."""
+
+    def __init__(self, table: _Table):
+        self.table = table
+
+    def add(self, incident_id: str, evidence: Evidence) -> bool:
+        """Store one observation; the same observation stored twice is kept once."""
+        stamp = evidence.observed_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        identity = f"{evidence.key}|{evidence.source}|{evidence.value!r}|{stamp}"
+        return self.table.insert({
+            "PartitionKey": incident_id, "RowKey": f"{stamp}-{_digest(identity, 16)}",
+            "body": evidence.model_dump_json(),
+        })  # fmt: skip
+
+    def list(self, incident_id: str) -> list[Evidence]:
+        rows = sorted(self.table.partition(incident_id), key=lambda r: r["RowKey"])
+        return [Evidence.model_validate_json(r["body"]) for r in rows]
+
+
+class RecordedApproval(BaseModel):
+    """The decision that stands for an approver at a gate, and whether this call made it."""
+
+    decision: ApprovalDecision
+    created: bool
+
+
+class ApprovalStore:
+    """Approvals recorded before their event is raised, once per approver and gate.
+
+    The first decision of an approver at a gate stands: a repeated request (a retry, a
+    double click on a card) returns it unchanged with ``created`` False.
+    """
+
+    def __init__(self, table: _Table):
+        self.table = table
+
+    @staticmethod
+    def _row(gate: Gate, subject: str) -> str:
+        return f"{Gate(gate).value}.{_digest(subject, 40)}"
+
+    def record(self, decision: ApprovalDecision) -> RecordedApproval:
+        row = self._row(decision.gate, decision.approver.subject)
+        created = self.table.insert({
+            "PartitionKey": decision.incident_id, "RowKey": row, "gate": decision.gate.value,
+            "body": decision.model_dump_json(),
+        })  # fmt: skip
+        if created:
+            return RecordedApproval(decision=decision, created=True)
+        existing = self.table.get(decision.incident_id, row)
+        return RecordedApproval(
+            decision=ApprovalDecision.model_validate_json(existing["body"]), created=False
+        )
+
+    def list(self, incident_id: str, gate: Gate | None = None) -> list[ApprovalDecision]:
+        rows = self.table.partition(incident_id)
+        decisions = [ApprovalDecision.model_validate_json(r["body"]) for r in rows]
+        if gate is not None:
+            decisions = [d for d in decisions if d.gate == Gate(gate)]
+        return sorted(decisions, key=lambda d: d.decided_at)
+
+    def get(self, incident_id: str, gate: Gate, approver: Principal) -> ApprovalDecision | None:
+        entity = self.table.get(incident_id, self._row(gate, approver.subject))
+        return ApprovalDecision.model_validate_json(entity["body"]) if entity else None
+
+
+class ActionTokenUses:
+    """Spent card action tokens: the first use inserts the row, any later use finds it."""
+
+    def __init__(self, table: _Table):
+        self.table = table
+
+    def use(self, token_id: str, *, incident_id: str, expires_at: datetime) -> bool:
+        """True the first time ``token_id`` is used, False ever after."""
+        return self.table.insert({
+            "PartitionKey": token_id[:2] or "_", "RowKey": token_id, "incident_id": incident_id,
+            "expires_at": _iso(expires_at), "used_at": _iso(_now()),
+        })  # fmt: skip
+
+
+class RawPayloads:
+    """The exact bytes of each signal, in blob storage under their ``RawRef.blob`` name."""
+
+    CONTAINER = "signals"
+
+    def __init__(self, service: BlobServiceClient):
+        self._container = service.get_container_client(self.CONTAINER)
+        self._ready = False
+
+    def save(self, ref: RawRef, raw: bytes) -> None:
+        if not self._ready:
+            try:
+                with _calling("creating the signals container"):
+                    self._container.create_container()
+            except ResourceExistsError:
+                pass
+            self._ready = True
+        blob_name = ref.blob.removeprefix(f"{self.CONTAINER}/")
+        try:
+            with _calling(f"saving {ref.blob}"):
+                self._container.upload_blob(blob_name, raw, overwrite=False)
+        except ResourceExistsError:
+            pass  # same sha256, same bytes
+
+    def load(self, ref: RawRef) -> bytes:
+        blob_name = ref.blob.removeprefix(f"{self.CONTAINER}/")
+        with _calling(f"reading {ref.blob}"):
+            return self._container.download_blob(blob_name).readall()
+
+
+class Stores:
+    """All tables of the product on one storage account.
+
+    ``Stores.from_settings()`` reads ``AzureWebJobsStorage``; ``prefix`` keeps the tables of
+    separate test runs or task hubs apart.
+    """
+
+    def __init__(self, connection_string: str, *, prefix: str = "dr"):
+        if not prefix.isalnum():
+            raise ValueError(f"table prefix {prefix!r} must be letters and digits only")
+        self.connection_string = connection_string
+        service = TableServiceClient.from_connection_string(connection_string, **CLIENT_OPTIONS)
+        blobs = BlobServiceClient.from_connection_string(connection_string, **CLIENT_OPTIONS)
+        self.signals = SignalDedupe(_Table(service, f"{prefix}signals"))
+        self.incidents = IncidentIndex(_Table(service, f"{prefix}incidents"))
+        self.evidence = EvidenceStore(_Table(service, f"{prefix}evidence"))
+        self.approvals = ApprovalStore(_Table(service, f"{prefix}approvals"))
+        self.action_tokens = ActionTokenUses(_Table(service, f"{prefix}actiontokens"))
+        self.raw = RawPayloads(blobs)
+
+    @classmethod
+    def from_settings(cls, env: dict[str, str] | None = None, *, prefix: str = "dr") -> Stores:
+        return cls(connection_string_from_settings(env), prefix=prefix)
