@@ -573,3 +573,122 @@ def blocked_by(plan: Plan, failed: Iterable[str]) -> set[str]:
                 blocked.add(step.id)
                 changed = True
     return blocked
+
+
+# --- running a plan: the executor's input, the messages it takes, and its result ---------------
+
+GateDecision = Literal["approved", "rejected", "expired"]
+OperatorVerb = Literal["retry", "skip", "abort"]
+StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped"]
+PlanOutcome = Literal["completed", "needs-operator", "aborted", "rejected", "expired"]
+
+GATE_EVENT_PREFIX = "gate:"
+OPERATOR_EVENT = "operator-action"
+
+
+def gate_event_name(gate: str) -> str:
+    """The external event that decides a gate when the executor waits for events."""
+    return f"{GATE_EVENT_PREFIX}{gate}"
+
+
+class PlanRunRequest(BaseModel):
+    """The executor's input: the plan, and how gates are decided and operators waited for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plan: Plan
+    gate_orchestrator: str | None = Field(
+        None,
+        description="sub-orchestrator that decides each gate; None: wait for 'gate:<name>' events",
+    )
+    operator_timeout_s: float = Field(
+        4 * 3600,
+        ge=0,
+        le=5 * 24 * 3600,
+        description="how long a failed step waits for an operator; 0 ends at once",
+    )
+
+
+class GateRequest(BaseModel):
+    """The input of the gate sub-orchestrator: which gate, who approves, and what is at stake."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    incident_id: str | None
+    plan_instance_id: str
+    gate: GateName
+    step_id: str
+    approvers: list[Role]
+    min_approvers: int
+    explain: str
+    reason: str
+    path: str
+    estimated_rto_s: float
+    prestaged: list[str]
+
+
+class GateOutcome(BaseModel):
+    """How a gate ended; the payload of a ``gate:<name>`` event or the gate sub-orchestrator."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    decision: GateDecision
+    reason: str = ""
+    approvers: list[str] = Field(default_factory=list)
+
+
+class OperatorAction(BaseModel):
+    """An operator's decision about a parked step; the payload of the ``operator-action`` event."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    action: OperatorVerb
+    step: str | None = None
+    reason: str = Field(min_length=1)
+    actor: str = Field(min_length=1)
+
+
+class StepRecord(BaseModel):
+    """What happened to one step in a run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: StepStatus = "pending"
+    started_at: str | None = None
+    ended_at: str | None = None
+    runs: int = 0
+    result: Any = None
+    error: str | None = None
+    reason: str | None = None
+
+
+class CompensationRecord(BaseModel):
+    """One compensation the executor ran, in the order it ran them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: str
+    action: str
+    ok: bool
+    started_at: str
+    ended_at: str
+    result: Any = None
+    error: str | None = None
+
+
+class PlanResult(BaseModel):
+    """The executor's output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: PlanOutcome
+    reason: str
+    path: str
+    incident_id: str | None
+    steps: dict[str, StepRecord]
+    gates: dict[str, GateOutcome] = Field(default_factory=dict)
+    compensations: list[CompensationRecord] = Field(default_factory=list)
+    operator_actions: list[dict[str, Any]] = Field(default_factory=list)
+    decisions: list[str] = Field(default_factory=list)
+    started_at: str
+    ended_at: str
