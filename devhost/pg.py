@@ -120,7 +120,9 @@ class LocalPostgres:
     def initialized(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
 
-    def init(self, extra_conf: dict[str, str] | None = None) -> None:
+    def init(
+        self, extra_conf: dict[str, str] | None = None, initdb_args: list[str] | None = None
+    ) -> None:
         """Create the cluster (trust auth on loopback) unless it exists."""
         if self.initialized():
             return
@@ -135,6 +137,7 @@ class LocalPostgres:
                 "--auth=trust",
                 "--encoding=UTF8",
                 "--locale=C.UTF-8",
+                *(initdb_args or []),
             ]
         )
         conf = {

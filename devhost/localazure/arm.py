@@ -330,6 +330,7 @@ class ArmContext:
         self.state = state
         self.request = request
         self.operation = operation
+        self.pending_latency_s = 0.0
 
     def provider_state(self, name: str) -> dict:
         return self.state.provider_state(name)
@@ -366,8 +367,9 @@ class ArmContext:
         op.name = op.id
         self.state.add_operation(op)
         fail_fault = self.state.faults.take(self.operation, ("lro_fail",))
+        delay, self.pending_latency_s = self.pending_latency_s, 0.0
         threading.Thread(
-            target=self._run_operation, args=(op, work, fail_fault), daemon=True, name=op.id
+            target=self._run_operation, args=(op, work, fail_fault, delay), daemon=True, name=op.id
         ).start()
 
         response = initial or ArmResponse(202)
@@ -376,7 +378,10 @@ class ArmContext:
             headers["Azure-AsyncOperation"] = self._operation_url(op, "azureAsyncOperation")
         if status_style in ("async", "location"):
             headers["Location"] = self._operation_url(op, "operationResults")
-        headers["Retry-After"] = _seconds_header(retry_after_s)
+        # The generated SDKs read the initial Retry-After as an int (a fraction raises), while
+        # azure-core's poller reads the status answers' Retry-After as a float: so the initial
+        # answer says whole seconds (0 means poll at once) and the status URLs carry fractions.
+        headers["Retry-After"] = str(int(retry_after_s))
         return ArmResponse(response.status, response.body, headers)
 
     def _operation_url(self, op: Operation, kind: str) -> str:
@@ -388,8 +393,12 @@ class ArmContext:
             f"{op.region}/{kind}/{op.id}?api-version={api}"
         )
 
-    def _run_operation(self, op: Operation, work: Callable[[], Any], fault: Fault | None) -> None:
+    def _run_operation(
+        self, op: Operation, work: Callable[[], Any], fault: Fault | None, delay_s: float
+    ) -> None:
         try:
+            if delay_s > 0:
+                time.sleep(delay_s)
             result = work()
             if fault is not None:
                 raise RuntimeError(f"injected failure of {op.operation}")
@@ -507,19 +516,22 @@ def dispatch(
         # The control API is how faults are managed, so faults never apply to it.
         return route.handler(request, ctx)
 
-    delay = state.latency_for(route.operation)
-    latency = state.faults.take(route.operation, ("latency",))
-    if latency is not None:
-        delay += latency.seconds
-    if delay > 0:
-        log.debug("adding %.2fs latency to %s", delay, route.operation)
-        time.sleep(delay)
-
     fault = state.faults.take(route.operation, ("throttle", "error500", "conflict409"))
     if fault is not None:
         log.info("injected %s on %s", fault.kind, route.operation)
         return _fault_response(fault)
-    return route.handler(request, ctx)
+
+    # Latency stands in for how long the operation takes on Azure: a long-running operation
+    # spends it in the background (begin_operation takes it), anything else before answering.
+    ctx.pending_latency_s = state.latency_for(route.operation)
+    latency = state.faults.take(route.operation, ("latency",))
+    if latency is not None:
+        ctx.pending_latency_s += latency.seconds
+    response = route.handler(request, ctx)
+    if ctx.pending_latency_s > 0:
+        log.debug("adding %.2fs latency to %s", ctx.pending_latency_s, route.operation)
+        time.sleep(ctx.pending_latency_s)
+    return response
 
 
 def _fault_response(fault: Fault) -> ArmResponse:
