@@ -629,3 +629,412 @@ class SecretsResult(BaseModel):
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------------------------
+# Compute: AKS clusters, agent pools, Kubernetes deployments, scheduled jobs
+
+
+def _cluster_id(value: str) -> str:
+    return _check_resource_id(value, "Microsoft.ContainerService", "managedClusters")
+
+
+class ClusterRequest(ActivityRequest):
+    """A request about one AKS managed cluster (its ARM id)."""
+
+    cluster: str
+    timeout_s: float = Field(default=900, ge=5, le=3600)
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: str) -> str:
+        return _cluster_id(value)
+
+
+class StartClusterResult(BaseModel):
+    cluster: str
+    power_before: str | None
+    power_after: str | None
+    started: bool
+    detail: str
+
+
+class ScalePoolRequest(ClusterRequest):
+    pool: str = Field(pattern=r"^[a-z][a-z0-9]{0,11}$")
+    count: int = Field(ge=0, le=1000)
+
+
+class ScalePoolResult(BaseModel):
+    cluster: str
+    pool: str
+    count_before: int | None
+    count_after: int | None
+    changed: bool
+    detail: str
+
+
+class ScaleDeploymentRequest(ClusterRequest):
+    """Set the replicas of one deployment, or of several through ``deployments``."""
+
+    namespace: str = "odoo"
+    deployment: str | None = None
+    replicas: int | None = Field(default=None, ge=0, le=1000)
+    deployments: dict[str, int] = Field(default_factory=dict)
+    wait_ready: bool = True
+
+    def targets(self) -> dict[str, int]:
+        found = dict(self.deployments)
+        if self.deployment is not None:
+            if self.replicas is None:
+                raise ValueError(f"deployment {self.deployment!r} needs a replicas count")
+            found[self.deployment] = self.replicas
+        if not found:
+            raise ValueError("name a deployment and replicas, or give deployments")
+        return found
+
+
+class DeploymentScale(BaseModel):
+    name: str
+    before: int
+    after: int
+    ready: int
+    changed: bool
+
+
+class ScaleDeploymentResult(BaseModel):
+    cluster: str
+    namespace: str
+    deployments: list[DeploymentScale]
+    detail: str
+
+
+class JobsRequest(ActivityRequest):
+    """jobs_hold / jobs_release: the cron deployment, and the Odoo database's ir_cron rows.
+
+    Either part may be left out. Holding records what it paused (previous replicas, the ids
+    of the cron jobs it deactivated), so releasing restores exactly that and no more.
+    """
+
+    cluster: str | None = None
+    namespace: str = "odoo"
+    deployment: str = "odoo-cron"
+    server: DbServer | None = None
+    database: str | None = None
+    replicas: int | None = Field(
+        default=None, ge=0, le=100, description="release: replicas to restore (default: held)"
+    )
+    signed_off_by: str | None = Field(
+        default=None, description="release: the finance controller whose sign-off allows it"
+    )
+    timeout_s: float = Field(default=300, ge=5, le=3600)
+    connect_timeout_s: float = Field(default=2.0, ge=0.5, le=10.0)
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: str | None) -> str | None:
+        return None if value is None else _cluster_id(value)
+
+
+class JobsResult(BaseModel):
+    held: bool
+    deployment_replicas_before: int | None = None
+    deployment_replicas_after: int | None = None
+    crons_changed: list[int] = Field(default_factory=list)
+    crons_held_total: int = 0
+    detail: str
+
+
+# --------------------------------------------------------------------------------------------
+# Traffic
+
+
+class TrafficCutoverRequest(ActivityRequest):
+    """Make ``endpoint`` the one that answers, take ``disable_endpoints`` out of routing."""
+
+    profile: str
+    endpoint: str = Field(min_length=1)
+    endpoint_type: Literal["AzureEndpoints", "ExternalEndpoints", "NestedEndpoints"] = (
+        "ExternalEndpoints"
+    )
+    disable_endpoints: list[str] = Field(default_factory=list)
+    strategy: Literal["enable_disable", "swap_priority"] = "enable_disable"
+    frontdoor: str | None = Field(default=None, description="default: DR_FRONTDOOR_URL")
+    region: str | None = Field(default=None, description="the region that must answer")
+    health_path: str = "/web/health"
+    max_ttl_wait_s: float = Field(default=120, ge=0, le=3600)
+    monitor_timeout_s: float = Field(default=180, ge=0, le=3600)
+    check_timeout_s: float = Field(default=120, ge=1, le=3600)
+    require_writable: bool = True
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, value: str) -> str:
+        return _check_resource_id(value, "Microsoft.Network", "trafficmanagerprofiles")
+
+
+class EndpointState(BaseModel):
+    name: str
+    status: str | None
+    monitor_status: str | None
+    priority: int | None
+
+
+class FrontDoorCheck(BaseModel):
+    url: str
+    ok: bool
+    status_code: int | None = None
+    region: str | None = None
+    database_writable: bool | None = None
+    detail: str
+
+
+class TrafficResult(BaseModel):
+    profile: str
+    changed: list[str]
+    endpoints: list[EndpointState]
+    ttl_waited_s: float
+    frontdoor: FrontDoorCheck | None
+    ok: bool
+    detail: str
+
+
+# --------------------------------------------------------------------------------------------
+# Cache, release, isolation, dependencies
+
+
+class CacheFlushRequest(ActivityRequest):
+    """Delete Odoo sessions in Redis by key prefix (``flush_all`` empties the database)."""
+
+    redis: str | None = Field(default=None, description="redis:// URL; default DR_REDIS_URL")
+    redis_secret: SecretRef | None = Field(default=None, description="a secret holding the URL")
+    prefix: str = Field(default="session:", min_length=1)
+    flush_all: bool = False
+    batch: int = Field(default=500, ge=1, le=10_000)
+    timeout_s: float = Field(default=5, ge=0.5, le=60)
+
+
+class CacheFlushResult(BaseModel):
+    deleted: int
+    pattern: str | None
+    flushed_all: bool
+    keys_after: int
+    detail: str
+
+
+class ReleaseRollbackRequest(ClusterRequest):
+    """Roll deployments back to a revision (default: the newest one before the current)."""
+
+    namespace: str = "odoo"
+    deployment: str = "odoo-web"
+    deployments: list[str] = Field(default_factory=list, description="others to roll back too")
+    revision: int | None = Field(default=None, ge=1)
+
+
+class ReleaseRecord(BaseModel):
+    """One release of a deployment: revision, images and configuration hash."""
+
+    revision: int
+    images: dict[str, str]
+    config_hash: str | None = None
+    current: bool = False
+
+
+class DeploymentRollback(BaseModel):
+    deployment: str
+    from_revision: int
+    to_revision: int
+    images: dict[str, str]
+    already_current: bool
+    ready: bool
+
+
+class ReleaseRollbackResult(BaseModel):
+    cluster: str
+    rollbacks: list[DeploymentRollback]
+    rollout_s: float
+    detail: str
+
+
+def choose_rollback(
+    history: list[ReleaseRecord], revision: int | None
+) -> tuple[ReleaseRecord, ReleaseRecord, str]:
+    """(current, target, reason): the named revision, else the newest before the current one.
+
+    A revision with the same images and configuration as the current one is skipped: rolling
+    back to it would change nothing.
+    """
+    if not history:
+        raise ValueError("the deployment has no recorded releases to roll back to")
+    ordered = sorted(history, key=lambda r: r.revision)
+    current = next((r for r in ordered if r.current), ordered[-1])
+    if revision is not None:
+        target = next((r for r in ordered if r.revision == revision), None)
+        if target is None:
+            known = ", ".join(str(r.revision) for r in ordered)
+            raise ValueError(f"revision {revision} is not recorded (known: {known})")
+        return current, target, f"revision {revision} was asked for"
+    same = (current.images, current.config_hash)
+    for candidate in reversed(ordered):
+        if (
+            candidate.revision < current.revision
+            and (
+                candidate.images,
+                candidate.config_hash,
+            )
+            != same
+        ):
+            return (
+                current,
+                candidate,
+                (
+                    f"revision {candidate.revision} is the newest release before the current "
+                    f"revision {current.revision} that differs from it"
+                ),
+            )
+    raise ValueError(f"no release before revision {current.revision} differs from it")
+
+
+class LockRequest(ActivityRequest):
+    """isolation_lock: a CanNotDelete management lock on each affected resource."""
+
+    resources: list[str] = Field(min_length=1)
+    lock_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,90}$")
+    level: Literal["CanNotDelete", "ReadOnly"] = "CanNotDelete"
+    notes: str | None = None
+
+    @field_validator("resources")
+    @classmethod
+    def _ids(cls, value: list[str]) -> list[str]:
+        for rid in value:
+            parse_resource_id(rid)
+        return value
+
+
+class LockRecord(BaseModel):
+    resource: str
+    lock_id: str
+    level: str
+    created: bool
+
+
+class LockResult(BaseModel):
+    locks: list[LockRecord]
+    detail: str
+
+
+class RotateSecret(BaseModel):
+    """One secret to rotate; with ``db_role`` the new value is also set as that role's
+    password on each reachable server in ``servers``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret: SecretRef
+    db_role: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    servers: list[DbServer] = Field(default_factory=list)
+
+
+class RotateSecretsRequest(ActivityRequest):
+    secrets: list[RotateSecret] = Field(min_length=1)
+    connect_timeout_s: float = Field(default=2.0, ge=0.5, le=10.0)
+
+
+class RotatedSecret(BaseModel):
+    name: str
+    new_version: str | None
+    applied_on: list[str]
+    not_applied: dict[str, str] = Field(default_factory=dict)
+
+
+class RotateSecretsResult(BaseModel):
+    rotated: list[RotatedSecret]
+    detail: str
+
+
+class DisableEndpointsRequest(ActivityRequest):
+    endpoints: list[TrafficEndpoint] = Field(min_length=1)
+
+
+class EndpointChange(BaseModel):
+    profile: str
+    name: str
+    disabled: bool
+    detail: str
+
+
+class DisableEndpointsResult(BaseModel):
+    endpoints: list[EndpointChange]
+    all_disabled: bool
+    detail: str
+
+
+class RedisRemediationRequest(CacheFlushRequest):
+    """dependency_redis: flush sessions, flush everything, or drop every client connection."""
+
+    action: Literal["flush_sessions", "flush_all", "reset_connections"] = "flush_sessions"
+
+
+class RedisRemediationResult(BaseModel):
+    action: str
+    ping_ok: bool
+    deleted: int = 0
+    clients_killed: int = 0
+    detail: str
+
+
+class StorageSwitchRequest(ActivityRequest):
+    """dependency_storage: point the attachment store at another account (a Key Vault value)."""
+
+    setting: SecretRef = Field(description="the secret the application reads the account from")
+    account_url: str = Field(min_length=8, description="blob endpoint of the account to use")
+    check: bool = True
+    timeout_s: float = Field(default=5, ge=0.5, le=60)
+
+
+class StorageSwitchResult(BaseModel):
+    previous: str | None
+    current: str
+    changed: bool
+    new_version: str | None
+    reachable: bool | None
+    detail: str
+
+
+class QueuesRequest(ClusterRequest):
+    """dependency_queues_pause / _resume: integration worker deployments to zero and back."""
+
+    namespace: str = "odoo"
+    workers: dict[str, int] = Field(
+        min_length=1, description="deployment -> replicas to resume to (ignored by pause)"
+    )
+
+
+class QueuesResult(BaseModel):
+    paused: bool
+    deployments: list[DeploymentScale]
+    detail: str
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+
+class TechnicalValidationRequest(ActivityRequest):
+    """validate_technical: the recovered database, and the application through the front door."""
+
+    server: DbServer
+    frontdoor: str | None = Field(default=None, description="default: DR_FRONTDOOR_URL")
+    region: str | None = None
+    health_path: str = "/web/health"
+    timeout_s: float = Field(default=10, ge=1, le=120)
+    connect_timeout_s: float = Field(default=2.0, ge=0.5, le=10.0)
+
+
+class TechnicalCheck(BaseModel):
+    id: Literal["database.writable", "app.health", "ingress.region"]
+    status: Literal["pass", "fail", "skip"]
+    detail: str
+
+
+class TechnicalReport(BaseModel):
+    ok: bool
+    checks: list[TechnicalCheck]
