@@ -3,4 +3,6 @@
 pytest_plugins = [
     "tests.plugins.postgres",
     "tests.plugins.azurite",
+    "tests.plugins.localazure_network",
+    "tests.plugins.devhost",
 ]

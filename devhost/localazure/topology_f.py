@@ -9,9 +9,18 @@ section with these models, so a typo in the topology fails at start with the fie
 from __future__ import annotations
 
 import re
+import threading
+import weakref
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 AGENT_POOL_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 ENDPOINT_TYPES = ("AzureEndpoints", "ExternalEndpoints", "NestedEndpoints")
@@ -54,7 +63,7 @@ class TrafficManagerProfileTopology(_Section):
     """A Traffic Manager profile and its endpoints as they are when local Azure starts."""
 
     name: str
-    resource_group: str = Field(alias="resourceGroup")
+    resource_group: str | None = Field(None, alias="resourceGroup")
     routing_method: Literal["Priority", "Weighted", "Performance", "Geographic"] = Field(
         "Priority", alias="trafficRoutingMethod"
     )
@@ -103,7 +112,7 @@ class AgentPoolTopology(_Section):
 
 class ManagedClusterTopology(_Section):
     name: str
-    resource_group: str = Field(alias="resourceGroup")
+    resource_group: str | None = Field(None, alias="resourceGroup")
     region: str
     kubernetes_version: str = Field("1.33.2", alias="kubernetesVersion")
     dns_prefix: str | None = Field(None, alias="dnsPrefix")
@@ -194,6 +203,37 @@ class NetworkTopology(_Section):
     locks: list[LockTopology] = Field(default_factory=list)
 
 
+SECTIONS = ("trafficManager", "aks", "kubernetes", "odoo", "locks")
+_parsed: weakref.WeakKeyDictionary[Any, NetworkTopology] = weakref.WeakKeyDictionary()
+_parse_lock = threading.Lock()
+
+
 def parse_network_topology(raw: dict[str, Any] | None) -> NetworkTopology:
-    """Validate the network sections of a topology mapping; unknown top-level keys are C's."""
+    """Validate the network sections of a topology mapping (other top-level keys are ignored)."""
     return NetworkTopology.model_validate(raw or {})
+
+
+def network_topology(state: Any) -> NetworkTopology:
+    """The validated network sections of ``state.topology``, parsed once per state.
+
+    A missing section is an empty one. Resources without a resource group get the topology's
+    default resource group, so every provider names a resource the same way.
+    """
+    with _parse_lock:
+        found = _parsed.get(state)
+        if found is not None:
+            return found
+        topology = state.topology
+        raw = {name: topology.section(name) for name in SECTIONS}
+        raw = {name: value for name, value in raw.items() if value is not None}
+        try:
+            parsed = parse_network_topology(raw)
+        except ValidationError as exc:
+            raise ValueError(f"topology network sections are not valid: {exc}") from exc
+        default_rg = getattr(topology, "resourceGroup", None) or "rg-odoo"
+        for profile in parsed.traffic_manager.profiles:
+            profile.resource_group = profile.resource_group or default_rg
+        for cluster in parsed.aks.clusters:
+            cluster.resource_group = cluster.resource_group or default_rg
+        _parsed[state] = parsed
+        return parsed
