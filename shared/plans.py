@@ -77,7 +77,7 @@ def parse_condition(expression: str) -> Condition:
 
 
 def _lookup(path: str, context: Mapping[str, Any]) -> Any:
-    """The value at a dotted path, or KeyError naming the part that is missing.
+    """The value at a dotted path, or KeyError naming the whole path.
 
     Keys may themselves hold dots (evidence keys such as ``postgres.primary.reachable``): at each
     level the longest key that matches wins, so flat and nested mappings both work.
@@ -87,14 +87,14 @@ def _lookup(path: str, context: Mapping[str, Any]) -> Any:
     i = 0
     while i < len(parts):
         if not isinstance(current, Mapping):
-            raise KeyError(".".join(parts[: i + 1]))
+            raise KeyError(path)
         for j in range(len(parts), i, -1):
             key = ".".join(parts[i:j])
             if key in current:
                 current, i = current[key], j
                 break
         else:
-            raise KeyError(".".join(parts[: i + 1]))
+            raise KeyError(path)
     return current
 
 
