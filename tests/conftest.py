@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.plugins.azurite",
     "tests.plugins.localazure_network",
     "tests.plugins.devhost",
+    "tests.plugins.localazure",
 ]
