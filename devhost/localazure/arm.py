@@ -293,10 +293,8 @@ class LocalAzureState:
 
     def dump(self) -> dict[str, Any]:
         with self.lock:
-            providers = {
-                name: (self._dumpers[name]() if name in self._dumpers else data)
-                for name, data in self._providers.items()
-            }
+            providers: dict[str, Any] = dict(self._providers)
+            providers.update({name: dump() for name, dump in self._dumpers.items()})
             return {
                 "failedRegions": sorted(self.failed_regions),
                 "faults": [f.model_dump() for f in self.faults.list()],

@@ -170,6 +170,24 @@ class LocalAzure:
                 values.update(provider.settings())
         return values
 
+    def control(self, method: str, path: str, body: Any = None, timeout_s: float = 60) -> Any:
+        """Call the control API (``path`` under ``/_local``); the JSON answer, raising on error."""
+        import requests
+
+        response = requests.request(
+            method,
+            f"{self.base_url}/_local/{path.lstrip('/')}",
+            json=body,
+            headers={"Authorization": f"Bearer {self.static_token}"},
+            verify=str(self.certs.ca_bundle) if self.certs else True,
+            timeout=timeout_s,
+        )
+        if response.status_code >= 400:
+            raise RuntimeError(
+                f"control {method} {path} answered {response.status_code}: {response.text}"
+            )
+        return response.json() if response.content else None
+
     def provider(self, name: str) -> Any:
         """The started provider called ``name`` (for tests and devhost)."""
         for provider in self.providers:
