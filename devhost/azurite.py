@@ -118,9 +118,16 @@ class Azurite:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         log.info("installing azurite %s into %s", self.version, self.cache_dir)
         cmd = [
-            npm, "install", "--prefix", str(self.cache_dir), "--no-audit", "--no-fund",
-            "--no-update-notifier", "--loglevel=error", f"azurite@{self.version}",
-        ]  # fmt: skip
+            npm,
+            "install",
+            "--prefix",
+            str(self.cache_dir),
+            "--no-audit",
+            "--no-fund",
+            "--no-update-notifier",
+            "--loglevel=error",
+            f"azurite@{self.version}",
+        ]
         try:
             proc = subprocess.run(
                 cmd, capture_output=True, text=True, timeout=self.install_timeout, check=False
@@ -162,9 +169,15 @@ class Azurite:
     def _spawn(self, service: str, port: int) -> None:
         log_file = open(self.data_dir / f"{service}.log", "ab")  # noqa: SIM115
         cmd = [
-            str(self.binary(service)), f"--{service}Host", "127.0.0.1", f"--{service}Port",
-            str(port), "--location", str(self.data_dir), *COMMON_FLAGS,
-        ]  # fmt: skip
+            str(self.binary(service)),
+            f"--{service}Host",
+            "127.0.0.1",
+            f"--{service}Port",
+            str(port),
+            "--location",
+            str(self.data_dir),
+            *COMMON_FLAGS,
+        ]
         env = {**os.environ, "AZURITE_DISABLE_TELEMETRY": "1", "NO_UPDATE_NOTIFIER": "1"}
         proc = subprocess.Popen(
             cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True

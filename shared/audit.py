@@ -165,10 +165,15 @@ class AuditWriter:
             tail = self._advance(_Tail(), self._read(incident_id), incident_id)
         for attempt in range(MAX_APPEND_ATTEMPTS):
             record = AuditRecord(
-                seq=tail.seq + 1, time=at or datetime.now(UTC), incident_id=incident_id,
-                actor=actor, action=action, reason=reason, detail=detail or {},
+                seq=tail.seq + 1,
+                time=at or datetime.now(UTC),
+                incident_id=incident_id,
+                actor=actor,
+                action=action,
+                reason=reason,
+                detail=detail or {},
                 prev=tail.last_hash,
-            )  # fmt: skip
+            )
             record.hash = record_hash(record.prev, record.body())
             line = (canonical_json(record.model_dump(mode="json")) + "\n").encode()
             try:
@@ -255,54 +260,65 @@ def verify_lines(incident_id: str, data: bytes, *, expected_head: str | None = N
     if missing:
         problems.append(
             AuditProblem(
-                kind="removed", seq=missing[0],
+                kind="removed",
+                seq=missing[0],
                 detail=f"record(s) {_ranges(missing)} are missing: removed from the trail",
             )
-        )  # fmt: skip
+        )
     for seq, lines in seen.items():
         if len(lines) > 1:
             problems.append(
                 AuditProblem(
-                    kind="inserted", seq=seq, line=lines[1],
+                    kind="inserted",
+                    seq=seq,
+                    line=lines[1],
                     detail=f"record {seq} appears {len(lines)} times (lines "
                     f"{', '.join(map(str, lines))}): a record was inserted",
                 )
-            )  # fmt: skip
+            )
 
     previous_hash, highest_so_far = GENESIS, 0
     for number, record in parsed:
         if record_hash(record.prev, record.body()) != record.hash:
             problems.append(
                 AuditProblem(
-                    kind="altered", line=number, seq=record.seq,
+                    kind="altered",
+                    line=number,
+                    seq=record.seq,
                     detail=f"record {record.seq} (line {number}) was altered: its content no "
                     "longer matches its hash",
                 )
-            )  # fmt: skip
+            )
         if record.seq < highest_so_far:
             problems.append(
                 AuditProblem(
-                    kind="reordered", line=number, seq=record.seq,
+                    kind="reordered",
+                    line=number,
+                    seq=record.seq,
                     detail=f"record {record.seq} (line {number}) comes after record "
                     f"{highest_so_far}: the records were reordered",
                 )
-            )  # fmt: skip
+            )
         elif record.prev != previous_hash and record.seq == highest_so_far + 1:
             problems.append(
                 AuditProblem(
-                    kind="inserted", line=number, seq=record.seq,
+                    kind="inserted",
+                    line=number,
+                    seq=record.seq,
                     detail=f"record {record.seq} (line {number}) does not link to the record "
                     "before it: a record was inserted or replaced there",
                 )
-            )  # fmt: skip
+            )
         if record.incident_id != incident_id:
             problems.append(
                 AuditProblem(
-                    kind="inserted", line=number, seq=record.seq,
+                    kind="inserted",
+                    line=number,
+                    seq=record.seq,
                     detail=f"record {record.seq} (line {number}) belongs to incident "
                     f"{record.incident_id}, not {incident_id}",
                 )
-            )  # fmt: skip
+            )
         previous_hash, highest_so_far = record.hash, max(highest_so_far, record.seq)
 
     head = parsed[-1][1].hash if parsed else None
@@ -316,9 +332,12 @@ def verify_lines(incident_id: str, data: bytes, *, expected_head: str | None = N
         )
     problems.sort(key=lambda p: (p.line or 0, p.seq or 0))
     return AuditReport(
-        incident_id=incident_id, ok=not problems, records=len(parsed), head=head,
+        incident_id=incident_id,
+        ok=not problems,
+        records=len(parsed),
+        head=head,
         problems=problems,
-    )  # fmt: skip
+    )
 
 
 def _ranges(numbers: list[int]) -> str:

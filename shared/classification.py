@@ -196,9 +196,10 @@ def _outage(s: Situation) -> Iterable[Finding]:
     for signal in s.active:
         if signal.kind == SignalKind.SERVICE_HEALTH and _is_outage_notice(signal, s):
             yield Finding(
-                path, 0.7,
+                path,
+                0.7,
                 f"Azure service health reports an incident in {signal.region}, the primary region.",
-            )  # fmt: skip
+            )
         if signal.component == "postgres-primary" and _unavailable(signal):
             yield Finding(path, 0.5, "Azure reports the primary PostgreSQL server unavailable.")
     if s.value(EvidenceKey.PRIMARY_REACHABLE) is False:
@@ -216,16 +217,19 @@ def _outage(s: Situation) -> Iterable[Finding]:
         )
     if s.database_healthy():
         yield Finding(
-            path, 0.0,
+            path,
+            0.0,
             "Ruled out regional-outage: the primary PostgreSQL server answers, so the database "
             "is not lost.",
             veto=True,
-        )  # fmt: skip
+        )
     if s.value(EvidenceKey.REPLICA_HEALTHY) is False:
         yield Finding(
-            path, 0.0, "Ruled out regional-outage: the replica is not healthy enough to promote.",
+            path,
+            0.0,
+            "Ruled out regional-outage: the replica is not healthy enough to promote.",
             veto=True,
-        )  # fmt: skip
+        )
 
 
 def _is_outage_notice(signal: Signal, s: Situation) -> bool:
@@ -245,8 +249,12 @@ def _dependency(s: Situation) -> Iterable[Finding]:
         label = _DEPENDENCY_COMPONENTS.get(signal.component or "")
         if signal.kind == SignalKind.KEYVAULT_EXPIRED:
             what = signal.facts.get("object_name") or "an object"
-            yield Finding(path, 0.7, f"The Key Vault {signal.facts.get('object_type') or 'object'} "
-                                     f"'{what}' has expired.")  # fmt: skip
+            yield Finding(
+                path,
+                0.7,
+                f"The Key Vault {signal.facts.get('object_type') or 'object'} "
+                f"'{what}' has expired.",
+            )
         elif signal.kind == SignalKind.KEYVAULT_NEAR_EXPIRY:
             what = signal.facts.get("object_name") or "an object"
             yield Finding(path, 0.3, f"The Key Vault object '{what}' expires soon.")
@@ -347,9 +355,13 @@ def classify(
             f"{DISASTER_THRESHOLD:.2f}."
         )
         return Classification(
-            path=best, family=PATH_FAMILY[best], confidence=confidence, disaster=True,
-            reasons=reasons, candidates={p.value: v for p, v in candidates.items()},
-        )  # fmt: skip
+            path=best,
+            family=PATH_FAMILY[best],
+            confidence=confidence,
+            disaster=True,
+            reasons=reasons,
+            candidates={p.value: v for p, v in candidates.items()},
+        )
     return _ha_handled(situation, tally, best, confidence, candidates, vetoed)
 
 
@@ -386,10 +398,13 @@ def _ha_handled(
         reasons.append("Every signal has resolved.")
     family = PATH_FAMILY[best] if confidence > 0 else ScenarioFamily.AVAILABILITY
     return Classification(
-        path=RunbookPath.HA_HANDLED, family=family, confidence=round(1.0 - confidence, 3),
-        disaster=False, reasons=reasons,
+        path=RunbookPath.HA_HANDLED,
+        family=family,
+        confidence=round(1.0 - confidence, 3),
+        disaster=False,
+        reasons=reasons,
         candidates={p.value: v for p, v in candidates.items()},
-    )  # fmt: skip
+    )
 
 
 def scenario_family(signal: Signal) -> ScenarioFamily:

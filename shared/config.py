@@ -365,9 +365,11 @@ class DrConfig(_Model):
                 if wanted == known or wanted.startswith(known + "/"):
                     if best is None or len(known) > len(best.resource_id):
                         best = ResourceMatch(
-                            environment=env_name, component=component, region=region,
+                            environment=env_name,
+                            component=component,
+                            region=region,
                             resource_id=rid,
-                        )  # fmt: skip
+                        )
         if best is not None:
             return best
         return self._locate_scope(wanted)
@@ -378,11 +380,17 @@ class DrConfig(_Model):
             sub = f"/subscriptions/{env.subscription_id}".lower()
             rg = f"{sub}/resourcegroups/{env.resource_group}".lower()
             if wanted == rg or wanted.startswith(rg + "/"):
-                hits.append(ResourceMatch(environment=env_name, component="resource-group",
-                                          resource_id=wanted))  # fmt: skip
+                hits.append(
+                    ResourceMatch(
+                        environment=env_name, component="resource-group", resource_id=wanted
+                    )
+                )
             elif wanted == sub:
-                hits.append(ResourceMatch(environment=env_name, component="subscription",
-                                          resource_id=wanted))  # fmt: skip
+                hits.append(
+                    ResourceMatch(
+                        environment=env_name, component="subscription", resource_id=wanted
+                    )
+                )
         # Limitation: a subscription holding several environments cannot say which one a
         # subscription-wide signal (service health) is about, so it matches none of them.
         return hits[0] if len(hits) == 1 else None

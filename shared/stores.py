@@ -132,9 +132,11 @@ class _Table:
                 self.client.update_entity(entity, mode=UpdateMode.MERGE)
             else:
                 self.client.update_entity(
-                    entity, mode=UpdateMode.MERGE, etag=etag,
+                    entity,
+                    mode=UpdateMode.MERGE,
+                    etag=etag,
                     match_condition=MatchConditions.IfNotModified,
-                )  # fmt: skip
+                )
 
 
 # ---------------------------------------------------------------------------------------
@@ -169,11 +171,15 @@ class SignalDedupe:
         partition, row = self._keys(signal.dedupe_key)
         seen = now or _now()
         entity = {
-            "PartitionKey": partition, "RowKey": row, "dedupe_key": signal.dedupe_key,
-            "kind": signal.kind.value, "environment": signal.environment or "",
-            "raw_sha256": signal.raw.sha256 if signal.raw else "", "first_seen_at": _iso(seen),
+            "PartitionKey": partition,
+            "RowKey": row,
+            "dedupe_key": signal.dedupe_key,
+            "kind": signal.kind.value,
+            "environment": signal.environment or "",
+            "raw_sha256": signal.raw.sha256 if signal.raw else "",
+            "first_seen_at": _iso(seen),
             "incident_id": "",
-        }  # fmt: skip
+        }
         if self.table.insert(entity):
             return DedupeResult(first=True, dedupe_key=signal.dedupe_key, first_seen_at=seen)
         existing = self.table.get(partition, row) or {}
@@ -248,13 +254,20 @@ class IncidentIndex:
                 return IncidentSlot(incident=self._summary(latest), started=False)
             generation = int(latest["generation"]) + 1 if latest else 1
             entity = {
-                "PartitionKey": key, "RowKey": self._row(generation),
-                "incident_id": make_incident_id(key, generation), "environment": environment,
-                "family": ScenarioFamily(family).value, "generation": generation,
-                "phase": Phase.DECLARED.value, "path": "", "declared_by": declared_by,
-                "started_at": _iso(now or _now()), "ended_at": "", "outcome": "",
+                "PartitionKey": key,
+                "RowKey": self._row(generation),
+                "incident_id": make_incident_id(key, generation),
+                "environment": environment,
+                "family": ScenarioFamily(family).value,
+                "generation": generation,
+                "phase": Phase.DECLARED.value,
+                "path": "",
+                "declared_by": declared_by,
+                "started_at": _iso(now or _now()),
+                "ended_at": "",
+                "outcome": "",
                 "first_signal": first_signal or "",
-            }  # fmt: skip
+            }
             if self.table.insert(entity):
                 log.info("incident '%s' started (generation %s)", entity["incident_id"], generation)
                 return IncidentSlot(incident=self._summary(entity), started=True)
@@ -300,10 +313,15 @@ class IncidentIndex:
     ) -> None:
         """Close the incident; the next signal of its correlation key starts a new generation."""
         key, generation = split_incident_id(incident_id)
-        self.table.merge({
-            "PartitionKey": key, "RowKey": self._row(generation), "ended_at": _iso(now or _now()),
-            "outcome": outcome, "phase": Phase(phase).value,
-        })  # fmt: skip
+        self.table.merge(
+            {
+                "PartitionKey": key,
+                "RowKey": self._row(generation),
+                "ended_at": _iso(now or _now()),
+                "outcome": outcome,
+                "phase": Phase(phase).value,
+            }
+        )
         log.info("incident '%s' ended: %s", incident_id, outcome)
 
 
@@ -317,10 +335,13 @@ class EvidenceStore:
         """Store one observation; the same observation stored twice is kept once."""
         stamp = evidence.observed_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         identity = f"{evidence.key}|{evidence.source}|{evidence.value!r}|{stamp}"
-        return self.table.insert({
-            "PartitionKey": incident_id, "RowKey": f"{stamp}-{_digest(identity, 16)}",
-            "body": evidence.model_dump_json(),
-        })  # fmt: skip
+        return self.table.insert(
+            {
+                "PartitionKey": incident_id,
+                "RowKey": f"{stamp}-{_digest(identity, 16)}",
+                "body": evidence.model_dump_json(),
+            }
+        )
 
     def list(self, incident_id: str) -> list[Evidence]:
         rows = sorted(self.table.partition(incident_id), key=lambda r: r["RowKey"])
@@ -350,10 +371,14 @@ class ApprovalStore:
 
     def record(self, decision: ApprovalDecision) -> RecordedApproval:
         row = self._row(decision.gate, decision.approver.subject)
-        created = self.table.insert({
-            "PartitionKey": decision.incident_id, "RowKey": row, "gate": decision.gate.value,
-            "body": decision.model_dump_json(),
-        })  # fmt: skip
+        created = self.table.insert(
+            {
+                "PartitionKey": decision.incident_id,
+                "RowKey": row,
+                "gate": decision.gate.value,
+                "body": decision.model_dump_json(),
+            }
+        )
         if created:
             return RecordedApproval(decision=decision, created=True)
         existing = self.table.get(decision.incident_id, row)
@@ -381,10 +406,15 @@ class ActionTokenUses:
 
     def use(self, token_id: str, *, incident_id: str, expires_at: datetime) -> bool:
         """True the first time ``token_id`` is used, False ever after."""
-        return self.table.insert({
-            "PartitionKey": token_id[:2] or "_", "RowKey": token_id, "incident_id": incident_id,
-            "expires_at": _iso(expires_at), "used_at": _iso(_now()),
-        })  # fmt: skip
+        return self.table.insert(
+            {
+                "PartitionKey": token_id[:2] or "_",
+                "RowKey": token_id,
+                "incident_id": incident_id,
+                "expires_at": _iso(expires_at),
+                "used_at": _iso(_now()),
+            }
+        )
 
 
 class RawPayloads:
