@@ -170,11 +170,13 @@ def pg_client(server_id: str) -> Any:
     return azure_clients.postgres_client(parse_resource_id(server_id).subscription)
 
 
-def arm_get_server(server_id: str) -> Any:
+def arm_get_server(server_id: str, *, quick: bool = False) -> Any:
+    """ARM's view of a server; ``quick`` retries once only (evidence must not wait long)."""
     rid = parse_resource_id(server_id)
     client = pg_client(server_id)
+    retries = {"retry_total": 1} if quick else {}
     try:
-        return client.servers.get(rid.resource_group, rid.name, **ARM_TIMEOUTS)
+        return client.servers.get(rid.resource_group, rid.name, **ARM_TIMEOUTS, **retries)
     finally:
         client.close()
 
@@ -188,18 +190,40 @@ def prop(obj: Any, *path: str) -> Any:
     return obj
 
 
-def server_address(server: DbServer, arm_server: Any | None = None) -> tuple[str, int]:
-    """Host and port of a server: the request's override, else ARM's fully qualified name."""
+AZURE_PG_SUFFIX = ".postgres.database.azure.com"
+_known_addresses: dict[str, tuple[str, int]] = {}
+
+
+def server_address(
+    server: DbServer, arm_server: Any | None = None, *, ask_arm: bool = True
+) -> tuple[str, int]:
+    """Host and port of a server.
+
+    The request's ``host`` wins. Otherwise ARM's ``fullyQualifiedDomainName`` and, when the
+    server carries one, its ``localPort`` tag (local PostgreSQL instances each listen on their
+    own port). When ARM cannot be asked (a failed region), the address last seen in this
+    process is used, else Azure's naming convention ``<name>.postgres.database.azure.com``.
+    """
     if server.host:
         return server.host, server.port
+    key = server.server_id.lower()
+    if arm_server is None:
+        try:
+            if not ask_arm:
+                raise ActivityError("ARM was not asked")
+            arm_server = arm_get_server(server.server_id)
+        except (AzureError, ActivityError) as exc:
+            if key in _known_addresses:
+                return _known_addresses[key]
+            log.info("ARM cannot say where %s is (%s); using Azure's name", key, exc)
+            return server.resource.name + AZURE_PG_SUFFIX, server.port
     fqdn = prop(arm_server, "properties", "fully_qualified_domain_name")
-    if fqdn is None:
-        arm_server = arm_get_server(server.server_id)
-        fqdn = prop(arm_server, "properties", "fully_qualified_domain_name")
     if not fqdn:
         raise ActivityError(f"server {server.server_id} has no fullyQualifiedDomainName in ARM")
-    host, _, port = str(fqdn).partition(":")
-    return host, int(port) if port else server.port
+    tags = getattr(arm_server, "tags", None) or {}
+    port = int(tags.get("localPort") or server.port)
+    _known_addresses[key] = (str(fqdn), port)
+    return str(fqdn), port
 
 
 def _conninfo(
@@ -221,10 +245,10 @@ def _conninfo(
 
 @contextmanager
 def admin_connection(
-    server: DbServer, timeout_s: float, arm_server: Any | None = None
+    server: DbServer, timeout_s: float, arm_server: Any | None = None, *, ask_arm: bool = True
 ) -> Iterator[psycopg.Connection]:
     """An autocommit connection as the server's admin, password from Key Vault if one is set."""
-    host, port = server_address(server, arm_server)
+    host, port = server_address(server, arm_server, ask_arm=ask_arm)
     password = (
         read_secret(server.admin_password_secret)[0] if server.admin_password_secret else None
     )
@@ -305,7 +329,7 @@ def observe_server(server: DbServer, timeout_s: float, *, primary: bool) -> Serv
     """ARM's view and the server's own view of one server; a failure is recorded, not raised."""
     arm_server, arm_error = None, None
     try:
-        arm_server = arm_get_server(server.server_id)
+        arm_server = arm_get_server(server.server_id, quick=True)
     except AzureError as exc:
         arm_error = _az(exc)
         log.info("ARM GET of %s failed: %s", server.server_id, arm_error)
@@ -320,7 +344,7 @@ def observe_server(server: DbServer, timeout_s: float, *, primary: bool) -> Serv
         "earliest_restore_at": prop(arm_server, "properties", "backup", "earliest_restore_date"),
     }
     try:
-        with admin_connection(server, timeout_s, arm_server) as conn:
+        with admin_connection(server, timeout_s, arm_server, ask_arm=False) as conn:
             fields.update(_primary_sql(conn) if primary else _replica_sql(conn))
     except (psycopg.Error, OSError, ActivityError) as exc:
         return ServerObservation(
@@ -384,7 +408,11 @@ def fence(req: FenceRequest) -> FenceResult:
     host, port = _fence_address(req.old_primary)
 
     password_rotated = _shut_out_role(req, host, port)
-    stopped, stop_detail = _stop_server(req)
+    stopped, stop_detail = None, "not asked to stop it"
+    if req.stop_server == "always" or (
+        req.stop_server == "if_unreachable" and password_rotated is None
+    ):
+        stopped, stop_detail = _stop_server(req)
     endpoint_disabled = None
     if req.endpoint is not None:
         endpoint_disabled = _set_endpoint_status(req.endpoint, "Disabled")[0]
@@ -631,21 +659,27 @@ def apply_app_password(
 def write_probe(
     server: DbServer, incident_id: str, step_id: str, timeout_s: float, arm_server: Any = None
 ) -> WriteProof:
-    """Write a row on ``server`` (in its admin database) to show it takes writes."""
+    """Commit a write on ``server`` to show it takes writes.
+
+    The write goes to a temporary table: it needs a read-write server and a transaction id like
+    any write, needs no privilege on a schema, and leaves nothing behind in the database.
+    """
     try:
         with admin_connection(server, timeout_s, arm_server) as conn:
             conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {PROBE_TABLE} "
-                "(incident_id text, step_id text, written_at timestamptz DEFAULT now())"
+                f"CREATE TEMP TABLE {PROBE_TABLE} (incident_id text, step_id text,"
+                " written_at timestamptz DEFAULT now())"
             )
             row = conn.execute(
                 f"INSERT INTO {PROBE_TABLE} (incident_id, step_id) VALUES (%s, %s)"
-                " RETURNING written_at",
+                " RETURNING written_at, txid_current()",
                 (incident_id, step_id),
             ).fetchone()
     except (psycopg.Error, OSError, ActivityError) as exc:
         return WriteProof(writable=False, detail=_first_line(exc))
-    return WriteProof(writable=True, detail=f"wrote a probe row at {row[0].isoformat()}")
+    return WriteProof(
+        writable=True, detail=f"committed a write (transaction {row[1]}) at {row[0].isoformat()}"
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -439,6 +439,14 @@ class FenceRequest(ActivityRequest):
     old_primary: DbServer
     app: AppCredential
     endpoint: TrafficEndpoint | None = None
+    stop_server: Literal["always", "if_unreachable", "never"] = Field(
+        default="if_unreachable",
+        description=(
+            "if_unreachable: a server that answers is fenced by shutting the role out and kept "
+            "running, so a planned promotion can still catch up from it; one that does not "
+            "answer is stopped through ARM so it cannot come back as a primary"
+        ),
+    )
     stop_timeout_s: float = Field(default=120, ge=1, le=1800)
     connect_timeout_s: float = Field(default=2.0, ge=0.5, le=10.0)
 
