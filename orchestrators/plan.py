@@ -188,14 +188,12 @@ class PlanRun:
         self._settle(sid, "failed", now, error=error)
         step = self.plan.step(sid)
         what = "destructive step" if step.destructive else "step"
-        self.decisions.append(
-            f"{what} '{sid}' failed after {step.retry.max_attempts} attempt(s): {error}; "
-            + (
-                "nothing else starts until an operator decides"
-                if step.destructive
-                else "steps that depend on it wait for an operator"
-            )
+        then = (
+            "nothing else starts until an operator decides"
+            if step.destructive
+            else "steps that depend on it wait for an operator"
         )
+        self.decisions.append(f"{what} '{sid}' failed: {error}; {then}")
 
     def gate_decided(self, sid: str, outcome: GateOutcome, now: datetime) -> None:
         gate = self.plan.step(sid).gate
@@ -265,7 +263,7 @@ class PlanRun:
         failed = "; ".join(f"'{sid}': {self.records[sid].error}" for sid in self.parked)
         self.stop_run(
             "needs-operator",
-            f"no operator action within {waited:.0f} s for failed step(s) {failed}",
+            f"no operator action within {waited:g} s for failed step(s) {failed}",
         )
 
     # --- ending ----------------------------------------------------------------------------
@@ -514,12 +512,12 @@ def _settle_winner(context, run: PlanRun, winner, tasks, deadlines, now) -> None
             tasks.pop(sid, None)
             step = run.plan.step(sid)
             if step.kind == "gate":
-                reason = f"no decision within {step.timeout_s:.0f} s"
+                reason = f"no decision within {step.timeout_s:g} s"
                 run.gate_decided(sid, GateOutcome(decision="expired", reason=reason), now)
             else:
                 # Limitation: a durable activity cannot be cancelled; its late result is ignored,
                 # so activities must bound their own external calls.
-                run.failed(sid, f"did not finish within {step.timeout_s:.0f} s", now)
+                run.failed(sid, f"did not finish within {step.timeout_s:g} s", now)
             return
     for sid, task in list(tasks.items()):
         if winner is not task:

@@ -65,3 +65,15 @@ def _make(activity: str):
 
 for _activity in sorted(set(ACTIVITY_FOR_ACTION.values())):
     bp.activity_trigger(input_name="step", activity=_activity)(_make(_activity))
+
+
+@bp.orchestration_trigger(context_name="context", orchestration="fake_gate_approver")
+def fake_gate_approver(context: df.DurableOrchestrationContext):
+    """A gate sub-orchestrator that approves at once, naming who it asked for."""
+    request = context.get_input()
+    return {
+        "decision": "approved",
+        "reason": f"asked {', '.join(request['approvers'])} for {request['gate']}",
+        "approvers": ["alice"],
+    }
+    yield  # a generator, as orchestrators are
