@@ -190,7 +190,8 @@ def _from_topology(spec: ManagedClusterTopology, subscription: str) -> ManagedCl
         pools=pools,
     )
     if cluster.running_nodes() > 0:
-        cluster.nodes_since = time.monotonic()
+        # The nodes of the topology were there before local Azure started.
+        cluster.nodes_since = time.monotonic() - 3600
     return cluster
 
 

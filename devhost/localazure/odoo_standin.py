@@ -13,9 +13,11 @@ import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from pydantic import BaseModel
 
 from devhost.localazure import aks, kubernetes
@@ -157,42 +159,71 @@ def _handler_for(standin: StandinOdoo) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def resolve_database(state: Any, host: str, env: dict[str, str]) -> DatabaseTarget:
-    """The DSN of the server that ``host`` names.
+def resolve_database(
+    state: Any, state_dir: Path | None, host: str, env: dict[str, str], password: str | None
+) -> DatabaseTarget:
+    """The DSN of the server that ``host`` names, logging in as the application does.
 
     A flexible server of local Azure (bare name or ``<name>.postgres.database.azure.com``) is
     reached on the local instance that stands for it; anything else is taken as a host with
-    ``DB_PORT``.
+    ``DB_PORT``. The login is ``DB_USER`` (default ``postgres``, trusted on loopback).
     """
     name = host[: -len(AZURE_PG_SUFFIX)] if host.lower().endswith(AZURE_PG_SUFFIX) else host
-    dbname = env.get("DB_NAME", "postgres")
-    user = env.get("DB_USER")
-    local = _local_flexible_server(state, name)
-    if local is not None:
-        port, admin = local
-        return DatabaseTarget(
-            server=name,
-            dsn=f"host=127.0.0.1 port={port} dbname={dbname} user={user or admin}",
-        )
-    port = env.get("DB_PORT", "5432")
-    return DatabaseTarget(
-        server=name, dsn=f"host={host} port={port} dbname={dbname} user={user or 'postgres'}"
-    )
+    params = {"dbname": env.get("DB_NAME", "postgres"), "user": env.get("DB_USER", "postgres")}
+    if password:
+        params["password"] = password
+    port = _local_server_port(state, state_dir, name)
+    if port is not None:
+        params.update(host="127.0.0.1", port=str(port))
+    else:
+        params.update(host=host, port=env.get("DB_PORT", "5432"))
+    return DatabaseTarget(server=name, dsn=make_conninfo(**params))
 
 
-def _local_flexible_server(state: Any, name: str) -> tuple[int, str] | None:
-    """Port and administrator login of local Azure's instance for server ``name``, if any."""
+def _local_server_port(state: Any, state_dir: Path | None, name: str) -> int | None:
+    """The port of local Azure's instance for flexible server ``name``, if there is one."""
     try:
         from devhost.localazure import postgres
     except ImportError:
+        postgres = None
+    finder = getattr(postgres, "local_port", None)
+    if finder is not None:
+        return finder(state, name)
+    # Limitation: the PostgreSQL provider offers no lookup by name to other providers, so
+    # the stand-in reads the server records it persists (name and port) in its state folder.
+    if state_dir is None:
         return None
-    finder = getattr(postgres, "local_instance", None)
-    if finder is None:
+    records = state_dir / "postgres" / "servers.json"
+    try:
+        servers = json.loads(records.read_text())
+    except (OSError, ValueError):
         return None
-    found = finder(state, name)
-    if found is None:
-        return None
-    return found
+    for server in servers:
+        if str(server.get("name", "")).lower() == name.lower() and server.get("port"):
+            return int(server["port"])
+    return None
+
+
+def current_secret(state: Any, state_dir: Path | None, name: str) -> str | None:
+    """The newest enabled value of Key Vault secret ``name`` in local Azure, if it exists."""
+    try:
+        from devhost.localazure import keyvault
+    except ImportError:
+        keyvault = None
+    reader = getattr(keyvault, "current_secret", None)
+    if reader is not None:
+        return reader(state, name)
+    # Limitation: the Key Vault provider offers no read of a secret to other providers, so
+    # the stand-in reads the versions each vault persists in its state folder (newest last).
+    for store in sorted((state_dir / "keyvault").glob("*.json")) if state_dir else []:
+        try:
+            versions = json.loads(store.read_text()).get(name) or []
+        except (OSError, ValueError, AttributeError):
+            continue
+        enabled = [v for v in versions if v.get("enabled", True)]
+        if enabled:
+            return str(enabled[-1].get("value"))
+    return state.topology.secret(name)
 
 
 def check_database(target: DatabaseTarget) -> DatabaseHealth:
@@ -303,12 +334,16 @@ class OdooStandinProvider:
             return None
         dep = k8s.find(standin.spec.cluster, standin.spec.deployment)
         env = _container_env(dep.template) if dep is not None else {}
+        state_dir = self.env.state_dir
         host = env.get("DB_HOST")
         if standin.spec.db_host_secret:
-            host = _secret(self.state, standin.spec.db_host_secret) or host
+            host = current_secret(self.state, state_dir, standin.spec.db_host_secret) or host
         if not host:
             return None
-        return resolve_database(self.state, host, env)
+        password = env.get("DB_PASSWORD")
+        if standin.spec.db_password_secret:
+            password = current_secret(self.state, state_dir, standin.spec.db_password_secret)
+        return resolve_database(self.state, state_dir, host, env, password)
 
     def health(self, region: str) -> Health:
         """The answer of the region's ``/web/health`` now (also what Traffic Manager probes)."""
@@ -380,18 +415,6 @@ def _container_env(template: dict[str, Any]) -> dict[str, str]:
     return {
         e["name"]: str(e.get("value", "")) for e in containers[0].get("env") or [] if "name" in e
     }
-
-
-def _secret(state: Any, name: str) -> str | None:
-    """The current value of Key Vault secret ``name`` in local Azure, if it exists."""
-    try:
-        from devhost.localazure import keyvault
-    except ImportError:
-        return state.topology.secret(name)
-    reader = getattr(keyvault, "current_secret", None)
-    if reader is None:
-        return state.topology.secret(name)
-    return reader(state, name)
 
 
 def provider(state: Any) -> OdooStandinProvider | None:

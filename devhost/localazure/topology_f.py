@@ -164,12 +164,14 @@ class OdooRegionTopology(_Section):
     The database server is read from the `DB_HOST` environment variable of the `odoo-web`
     deployment (the Azure host name `<server>.postgres.database.azure.com` or the bare server
     name); when `dbHostSecret` names a Key Vault secret that exists, its value wins, so an
-    activity can repoint the application either way.
+    activity can repoint the application either way. It logs in as `DB_USER` with the
+    password of the Key Vault secret `dbPasswordSecret` (or `DB_PASSWORD`).
     """
 
     cluster: str
     deployment: str = "odoo-web"
     db_host_secret: str | None = Field(None, alias="dbHostSecret")
+    db_password_secret: str | None = Field(None, alias="dbPasswordSecret")
     port: int = 0
 
 

@@ -38,6 +38,7 @@ PROFILE_PATH = (
     "Microsoft.Network/trafficmanagerprofiles/{profile}"
 )
 FQDN_SUFFIX = "trafficmanager.net"
+DELETED = {"boolean": True}  # the DeleteOperationResult body of a delete that removed something
 # Properties an endpoint keeps as given; monitor status and region are computed.
 ENDPOINT_FIELDS = (
     "target",
@@ -298,7 +299,7 @@ class TrafficManagerProvider:
         if removed is None:
             return ArmResponse(204)
         log.info("Traffic Manager profile %s deleted", removed.name)
-        return ArmResponse(200)
+        return ArmResponse(200, DELETED)
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -373,7 +374,7 @@ class TrafficManagerProvider:
                 return ArmResponse(204)
             profile.endpoints = [e for e in profile.endpoints if e is not old]
             log.info("Traffic Manager %s/%s deleted", profile.name, old.name)
-            return ArmResponse(200)
+            return ArmResponse(200, DELETED)
 
     def _store_endpoint(self, profile: Profile, old: Endpoint | None, ep: Endpoint) -> None:
         updated = [e for e in profile.endpoints if e is not old]
