@@ -530,7 +530,9 @@ def _ancestors(plan: Plan, step_id: str) -> set[str]:
 def prestage_saved_s(plan: Plan, durations: Mapping[str, float] | None = None) -> float:
     """How much sooner the plan ends because prestaged steps do not wait for the first gates."""
     gates = root_gates(plan)
-    extra = {sid: gates for sid in plan.prestaged}
+    # A prestaged step that a gate itself waits for runs before the decision either way.
+    before_gates = set().union(*(_ancestors(plan, g) for g in gates)) if gates else set()
+    extra = {sid: gates for sid in plan.prestaged if sid not in before_gates}
     _, with_prestage = critical_path(plan, durations=durations)
     _, without = critical_path(plan, durations=durations, extra_after=extra)
     return max(0.0, without - with_prestage)
@@ -692,3 +694,42 @@ class PlanResult(BaseModel):
     decisions: list[str] = Field(default_factory=list)
     started_at: str
     ended_at: str
+
+
+def outline_plan(runbook: Runbook) -> Plan:
+    """The runbook as a plan with every step kept and nothing resolved (for rendering).
+
+    Conditions are left undecided, so the critical path and the estimate assume every
+    conditional step runs: the longest the path can take.
+    """
+    steps = [
+        PlanStep(
+            id=s.id,
+            title=s.title,
+            kind="gate" if s.is_gate else "action",
+            action=s.action,
+            activity=ACTIONS[s.action].activity if s.action else None,
+            gate=s.gate,
+            inputs=s.inputs,
+            after=list(s.after),
+            prestage=s.prestage,
+            destructive=s.destructive,
+            timeout_s=s.timeout_s,
+            retry=s.retry,
+            compensation=PlanCompensation(
+                action=s.compensation.action,
+                activity=ACTIONS[s.compensation.action].activity,
+                inputs=s.compensation.inputs,
+            )
+            if s.compensation
+            else None,
+            estimate_s=s.estimate_s,
+            condition=s.when,
+        )
+        for s in runbook.steps
+    ]
+    plan = Plan(
+        path=runbook.path, runbook_version=runbook.version, title=runbook.title, steps=steps
+    )
+    plan.critical_path, plan.estimated_rto_s = critical_path(plan)
+    return plan
