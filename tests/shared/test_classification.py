@@ -31,20 +31,42 @@ PAYLOADS = Path(__file__).parent / "payloads"
 CONFIG = load_config()
 
 
-def sig(kind: SignalKind, *, component=None, rule="rule", description=None, resolved=False,
-        severity=2, region=None, **facts) -> Signal:  # fmt: skip
+def sig(
+    kind: SignalKind,
+    *,
+    component=None,
+    rule="rule",
+    description=None,
+    resolved=False,
+    severity=2,
+    region=None,
+    **facts,
+) -> Signal:
     return Signal(
-        source=SignalSource.AZURE_MONITOR, kind=kind, rule_name=rule, description=description,
-        environment="prod-eu", component=component, region=region, severity=severity,
+        source=SignalSource.AZURE_MONITOR,
+        kind=kind,
+        rule_name=rule,
+        description=description,
+        environment="prod-eu",
+        component=component,
+        region=region,
+        severity=severity,
         resource_id=f"/subscriptions/x/{component or 'thing'}",
         condition=MonitorCondition.RESOLVED if resolved else MonitorCondition.FIRED,
-        occurred_at=T0, dedupe_key=f"{rule}:{resolved}", facts=facts,
-    )  # fmt: skip
+        occurred_at=T0,
+        dedupe_key=f"{rule}:{resolved}",
+        facts=facts,
+    )
 
 
 def ev(key: EvidenceKey, value, detail=None, minutes=0) -> Evidence:
-    return Evidence(key=key, value=value, observed_at=T0 + timedelta(minutes=minutes),
-                    source="test", detail=detail)  # fmt: skip
+    return Evidence(
+        key=key,
+        value=value,
+        observed_at=T0 + timedelta(minutes=minutes),
+        source="test",
+        detail=detail,
+    )
 
 
 def payload(name):
@@ -56,33 +78,60 @@ HEALTHY_DB = [ev(EvidenceKey.PRIMARY_REACHABLE, True), ev(EvidenceKey.REPLICA_HE
 CASES = [
     (
         "networking incident during month-end close with PostgreSQL healthy",
-        [sig(SignalKind.METRIC, component="aks-primary", rule="traefik-ingress-latency",
-             description="Ingress latency above 2 s, packet loss on the node network")],
+        [
+            sig(
+                SignalKind.METRIC,
+                component="aks-primary",
+                rule="traefik-ingress-latency",
+                description="Ingress latency above 2 s, packet loss on the node network",
+            )
+        ],
         [*HEALTHY_DB, ev(EvidenceKey.PERIOD_CLOSE, True)],
         RunbookPath.HA_HANDLED,
     ),
     (
         "faulty deployment that corrupts postings",
-        [sig(SignalKind.RESOURCE_WRITE, component="aks-primary", rule="odoo deployment 17.0.5"),
-         sig(SignalKind.LOG_SEARCH, component="aks-primary", rule="odoo-unbalanced-journal-entries",
-             description="Unbalanced ledger postings after release 17.0.5")],
-        [ev(EvidenceKey.RECENT_RELEASE, "17.0.5"), ev(EvidenceKey.DATA_DAMAGE, True,
-                                                     "42 unbalanced moves")],
+        [
+            sig(SignalKind.RESOURCE_WRITE, component="aks-primary", rule="odoo deployment 17.0.5"),
+            sig(
+                SignalKind.LOG_SEARCH,
+                component="aks-primary",
+                rule="odoo-unbalanced-journal-entries",
+                description="Unbalanced ledger postings after release 17.0.5",
+            ),
+        ],
+        [
+            ev(EvidenceKey.RECENT_RELEASE, "17.0.5"),
+            ev(EvidenceKey.DATA_DAMAGE, True, "42 unbalanced moves"),
+        ],
         RunbookPath.DATABASE_CORRUPTION,
     ),
     (
         "faulty deployment that corrupts postings while the primary is also unreachable",
-        [sig(SignalKind.LOG_SEARCH, rule="odoo-unbalanced-journal-entries"),
-         sig(SignalKind.RESOURCE_HEALTH, component="postgres-primary",
-             current_health_status="Unavailable")],
-        [ev(EvidenceKey.DATA_DAMAGE, True), ev(EvidenceKey.PRIMARY_REACHABLE, False),
-         ev(EvidenceKey.PRIMARY_REGION_AVAILABLE, False)],
+        [
+            sig(SignalKind.LOG_SEARCH, rule="odoo-unbalanced-journal-entries"),
+            sig(
+                SignalKind.RESOURCE_HEALTH,
+                component="postgres-primary",
+                current_health_status="Unavailable",
+            ),
+        ],
+        [
+            ev(EvidenceKey.DATA_DAMAGE, True),
+            ev(EvidenceKey.PRIMARY_REACHABLE, False),
+            ev(EvidenceKey.PRIMARY_REGION_AVAILABLE, False),
+        ],
         RunbookPath.DATABASE_CORRUPTION,
     ),
     (
         "suspected ransomware signal",
-        [sig(SignalKind.LOG_SEARCH, rule="defender-alert",
-             description="Ransomware behaviour detected on attachment storage")],
+        [
+            sig(
+                SignalKind.LOG_SEARCH,
+                rule="defender-alert",
+                description="Ransomware behaviour detected on attachment storage",
+            )
+        ],
         [],
         RunbookPath.SECURITY_INCIDENT,
     ),
@@ -94,41 +143,72 @@ CASES = [
     ),
     (
         "primary region down with the database intact",
-        [sig(SignalKind.SERVICE_HEALTH, region="westeurope", incident_type="Incident",
-             impacted_regions="westeurope"),
-         sig(SignalKind.RESOURCE_HEALTH, component="postgres-primary", rule="pg-health",
-             current_health_status="Unavailable")],
+        [
+            sig(
+                SignalKind.SERVICE_HEALTH,
+                region="westeurope",
+                incident_type="Incident",
+                impacted_regions="westeurope",
+            ),
+            sig(
+                SignalKind.RESOURCE_HEALTH,
+                component="postgres-primary",
+                rule="pg-health",
+                current_health_status="Unavailable",
+            ),
+        ],
         [ev(EvidenceKey.PRIMARY_REACHABLE, False), ev(EvidenceKey.REPLICA_HEALTHY, True)],
         RunbookPath.REGIONAL_OUTAGE,
     ),
     (
         "primary server unreachable and region reported unavailable",
-        [sig(SignalKind.AVAILABILITY_STATUS_CHANGED, component="postgres-primary",
-             availability_state="Unavailable")],
-        [ev(EvidenceKey.PRIMARY_REACHABLE, False),
-         ev(EvidenceKey.PRIMARY_REGION_AVAILABLE, False)],
+        [
+            sig(
+                SignalKind.AVAILABILITY_STATUS_CHANGED,
+                component="postgres-primary",
+                availability_state="Unavailable",
+            )
+        ],
+        [ev(EvidenceKey.PRIMARY_REACHABLE, False), ev(EvidenceKey.PRIMARY_REGION_AVAILABLE, False)],
         RunbookPath.REGIONAL_OUTAGE,
     ),
     (
         "service health incident in another region",
-        [sig(SignalKind.SERVICE_HEALTH, region="eastus", incident_type="Incident",
-             impacted_regions="eastus")],
+        [
+            sig(
+                SignalKind.SERVICE_HEALTH,
+                region="eastus",
+                incident_type="Incident",
+                impacted_regions="eastus",
+            )
+        ],
         HEALTHY_DB,
         RunbookPath.HA_HANDLED,
     ),
     (
         "planned maintenance notice in the primary region",
-        [sig(SignalKind.SERVICE_HEALTH, region="westeurope", incident_type="Maintenance",
-             impacted_regions="westeurope")],
+        [
+            sig(
+                SignalKind.SERVICE_HEALTH,
+                region="westeurope",
+                incident_type="Maintenance",
+                impacted_regions="westeurope",
+            )
+        ],
         [],
         RunbookPath.HA_HANDLED,
     ),
     (
         "failed release with data untouched",
-        [sig(SignalKind.LOG_SEARCH, component="aks-primary", rule="odoo-http-5xx",
-             description="HTTP 500 error rate above 20% since the rollout of 17.0.6")],
-        [ev(EvidenceKey.RECENT_RELEASE, "17.0.6"), ev(EvidenceKey.APP_HEALTHY, False),
-         *HEALTHY_DB],
+        [
+            sig(
+                SignalKind.LOG_SEARCH,
+                component="aks-primary",
+                rule="odoo-http-5xx",
+                description="HTTP 500 error rate above 20% since the rollout of 17.0.6",
+            )
+        ],
+        [ev(EvidenceKey.RECENT_RELEASE, "17.0.6"), ev(EvidenceKey.APP_HEALTHY, False), *HEALTHY_DB],
         RunbookPath.FAILED_RELEASE,
     ),
     (
@@ -139,8 +219,15 @@ CASES = [
     ),
     (
         "expired Key Vault certificate",
-        [sig(SignalKind.KEYVAULT_EXPIRED, component="key-vault", severity=1,
-             object_name="odoo-ingress-tls", object_type="Certificate")],
+        [
+            sig(
+                SignalKind.KEYVAULT_EXPIRED,
+                component="key-vault",
+                severity=1,
+                object_name="odoo-ingress-tls",
+                object_type="Certificate",
+            )
+        ],
         [],
         RunbookPath.DEPENDENCY_FAILURE,
     ),
@@ -158,21 +245,38 @@ CASES = [
     ),
     (
         "outage signals that have all resolved",
-        [sig(SignalKind.RESOURCE_HEALTH, component="postgres-primary", rule="pg-health",
-             current_health_status="Unavailable"),
-         sig(SignalKind.RESOURCE_HEALTH, component="postgres-primary", rule="pg-health",
-             resolved=True, current_health_status="Available")],
+        [
+            sig(
+                SignalKind.RESOURCE_HEALTH,
+                component="postgres-primary",
+                rule="pg-health",
+                current_health_status="Unavailable",
+            ),
+            sig(
+                SignalKind.RESOURCE_HEALTH,
+                component="postgres-primary",
+                rule="pg-health",
+                resolved=True,
+                current_health_status="Available",
+            ),
+        ],
         [],
         RunbookPath.HA_HANDLED,
     ),
     (
         "a replica that cannot be promoted rules a failover out",
-        [sig(SignalKind.SERVICE_HEALTH, region="westeurope", incident_type="Incident",
-             impacted_regions="westeurope")],
+        [
+            sig(
+                SignalKind.SERVICE_HEALTH,
+                region="westeurope",
+                incident_type="Incident",
+                impacted_regions="westeurope",
+            )
+        ],
         [ev(EvidenceKey.PRIMARY_REACHABLE, False), ev(EvidenceKey.REPLICA_HEALTHY, False)],
         RunbookPath.HA_HANDLED,
     ),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("title, signals, evidence, expected", CASES, ids=[c[0] for c in CASES])
@@ -207,18 +311,31 @@ def test_below_threshold_names_the_strongest_path_and_its_score():
 
 
 def test_later_evidence_of_a_key_replaces_earlier_evidence():
-    signals = [sig(SignalKind.SERVICE_HEALTH, region="westeurope", incident_type="Incident",
-                   impacted_regions="westeurope")]  # fmt: skip
-    evidence = [ev(EvidenceKey.PRIMARY_REACHABLE, False, minutes=0),
-                ev(EvidenceKey.PRIMARY_REACHABLE, True, minutes=5)]  # fmt: skip
+    signals = [
+        sig(
+            SignalKind.SERVICE_HEALTH,
+            region="westeurope",
+            incident_type="Incident",
+            impacted_regions="westeurope",
+        )
+    ]
+    evidence = [
+        ev(EvidenceKey.PRIMARY_REACHABLE, False, minutes=0),
+        ev(EvidenceKey.PRIMARY_REACHABLE, True, minutes=5),
+    ]
     assert classify(signals, evidence, primary_region="westeurope").path == RunbookPath.HA_HANDLED
 
 
 def test_operator_declaration_of_a_path_counts():
     from shared.signals import declaration_signal
 
-    signal = declaration_signal(environment="prod-eu", declared_by="olga", reason="bad data",
-                                request_id="1", suspected_path="database-corruption")  # fmt: skip
+    signal = declaration_signal(
+        environment="prod-eu",
+        declared_by="olga",
+        reason="bad data",
+        request_id="1",
+        suspected_path="database-corruption",
+    )
     result = classify([signal])
     assert result.path == RunbookPath.DATABASE_CORRUPTION
     assert "olga declared a suspected database-corruption." in result.reasons
@@ -227,10 +344,13 @@ def test_operator_declaration_of_a_path_counts():
 def test_classification_of_parsed_payloads():
     ransomware = payload("alert_activity_security_ransomware.json")
     assert classify([ransomware]).path == RunbookPath.SECURITY_INCIDENT
-    outage = [payload("alert_service_health_weu_incident.json"),
-              payload("alert_resource_health_pg_unavailable.json")]  # fmt: skip
-    result = classify(outage, [ev(EvidenceKey.PRIMARY_REACHABLE, False)],
-                      primary_region="westeurope")  # fmt: skip
+    outage = [
+        payload("alert_service_health_weu_incident.json"),
+        payload("alert_resource_health_pg_unavailable.json"),
+    ]
+    result = classify(
+        outage, [ev(EvidenceKey.PRIMARY_REACHABLE, False)], primary_region="westeurope"
+    )
     assert result.path == RunbookPath.REGIONAL_OUTAGE
 
 

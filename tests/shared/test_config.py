@@ -75,8 +75,10 @@ def test_lookup_by_resource_id_ignores_case_and_matches_children():
     child = f"{BASE}/Microsoft.DBforPostgreSQL/flexibleServers/odoo-pg-weu/databases/odoo".upper()
     match = config.locate(child)
     assert (match.environment, match.component, match.region) == (
-        "prod-eu", "postgres-primary", "westeurope",
-    )  # fmt: skip
+        "prod-eu",
+        "postgres-primary",
+        "westeurope",
+    )
     assert config.locate(f"{BASE}/Microsoft.Cache/redis/other").component == "resource-group"
     assert config.locate("/subscriptions/ffffffff-0000-0000-0000-000000000000/x") is None
     assert config.locate(None) is None
@@ -97,8 +99,10 @@ def test_unknown_role_is_named(document):
 def test_timings_that_do_not_grow_are_refused(document):
     def edit(env):
         env["approvals"]["rpo"]["timings"] = {
-            "remind_after": "30m", "escalate_after": "20m", "expire_after": "1h",
-        }  # fmt: skip
+            "remind_after": "30m",
+            "escalate_after": "20m",
+            "expire_after": "1h",
+        }
 
     assert "approvals.rpo.timings" in broken(document, edit)
 

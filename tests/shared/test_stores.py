@@ -1,0 +1,207 @@
+"""Stores against a real Azurite: decisions two requests race for are made by storage."""
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.models import (
+    ApprovalDecision,
+    Decision,
+    Evidence,
+    Gate,
+    Phase,
+    Principal,
+    RunbookPath,
+    ScenarioFamily,
+    Signal,
+    SignalKind,
+    SignalSource,
+)
+from shared.signals import raw_ref
+from shared.stores import StoreError, Stores, connection_string_from_settings
+
+T0 = datetime(2026, 11, 30, 22, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def stores(storage_connection_string) -> Stores:
+    """Fresh tables for each test (a unique prefix), on the session's Azurite."""
+    return Stores(storage_connection_string, prefix=f"t{uuid.uuid4().hex[:10]}")
+
+
+def signal(key: str) -> Signal:
+    return Signal(
+        source=SignalSource.AZURE_MONITOR,
+        kind=SignalKind.METRIC,
+        dedupe_key=key,
+        environment="prod-eu",
+    )
+
+
+def in_parallel(n: int, work) -> list:
+    results, barrier = [None] * n, threading.Barrier(n)
+
+    def run(i):
+        barrier.wait()
+        results[i] = work(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+def test_signal_is_first_once_and_duplicates_find_its_incident(stores):
+    first = stores.signals.record(signal("alert:/a:fired"))
+    assert first.first and first.incident_id is None
+    stores.signals.attach("alert:/a:fired", "prod-eu.availability.1")
+    again = stores.signals.record(signal("alert:/a:fired"))
+    assert not again.first and again.incident_id == "prod-eu.availability.1"
+    assert stores.signals.record(signal("alert:/a:resolved")).first
+
+
+def test_concurrent_deliveries_of_one_signal_have_exactly_one_first(
+    stores, storage_connection_string
+):
+    prefix = stores.signals.table.name.removesuffix("signals")
+    results = in_parallel(
+        12, lambda i: Stores(storage_connection_string, prefix=prefix).signals.record(signal("k"))
+    )
+    assert sum(r.first for r in results) == 1
+
+
+def test_fifty_concurrent_starts_make_one_incident(stores, storage_connection_string):
+    prefix = stores.incidents.table.name.removesuffix("incidents")
+
+    def start(i):
+        index = Stores(storage_connection_string, prefix=prefix).incidents
+        return index.open_or_join(
+            "prod-eu.availability",
+            environment="prod-eu",
+            family=ScenarioFamily.AVAILABILITY,
+            first_signal=f"s{i}",
+        )
+
+    slots = in_parallel(50, start)
+    assert sum(s.started for s in slots) == 1
+    assert {s.incident.incident_id for s in slots} == {"prod-eu.availability.1"}
+    assert len(stores.incidents.list()) == 1
+
+
+def test_ended_incident_makes_the_next_signal_start_the_next_generation(stores):
+    index = stores.incidents
+    kwargs = {"environment": "prod-eu", "family": ScenarioFamily.DATA}
+    first = index.open_or_join("prod-eu.data", **kwargs)
+    assert first.started and first.incident.generation == 1
+    assert not index.open_or_join("prod-eu.data", **kwargs).started
+    index.end(first.incident.incident_id, outcome="recovered", phase=Phase.RECOVERED)
+    ended = index.get("prod-eu.data.1")
+    assert ended.ended_at is not None and ended.phase == Phase.RECOVERED
+    second = index.open_or_join("prod-eu.data", **kwargs)
+    assert second.started and second.incident.incident_id == "prod-eu.data.2"
+    assert index.current("prod-eu.data").generation == 2
+
+
+def test_concurrent_starts_after_an_end_make_one_next_generation(stores, storage_connection_string):
+    prefix = stores.incidents.table.name.removesuffix("incidents")
+    kwargs = {"environment": "prod-eu", "family": ScenarioFamily.SECURITY}
+    first = stores.incidents.open_or_join("prod-eu.security", **kwargs)
+    stores.incidents.end(first.incident.incident_id, outcome="aborted", phase=Phase.ABORTED)
+    slots = in_parallel(
+        10,
+        lambda i: Stores(storage_connection_string, prefix=prefix).incidents.open_or_join(
+            "prod-eu.security", **kwargs
+        ),
+    )
+    assert sum(s.started for s in slots) == 1
+    assert {s.incident.generation for s in slots} == {2}
+
+
+def test_update_phase_and_path_show_in_listings(stores):
+    slot = stores.incidents.open_or_join(
+        "prod-eu.availability", environment="prod-eu", family=ScenarioFamily.AVAILABILITY
+    )
+    stores.incidents.update(
+        slot.incident.incident_id, phase=Phase.AWAITING_APPROVAL, path=RunbookPath.REGIONAL_OUTAGE
+    )
+    (listed,) = stores.incidents.list(environment="prod-eu", open_only=True)
+    assert listed.phase == Phase.AWAITING_APPROVAL and listed.path == RunbookPath.REGIONAL_OUTAGE
+    assert stores.incidents.list(environment="other") == []
+    assert stores.incidents.get("not-an-id") is None
+
+
+def test_evidence_is_listed_in_observation_order_and_kept_once(stores):
+    late = Evidence(
+        key="postgres.replica.lag_seconds",
+        value=4.5,
+        observed_at=T0 + timedelta(minutes=1),
+        source="assess",
+    )
+    early = Evidence(key="postgres.primary.reachable", value=False, observed_at=T0, source="assess")
+    assert stores.evidence.add("prod-eu.availability.1", late)
+    assert stores.evidence.add("prod-eu.availability.1", early)
+    assert not stores.evidence.add("prod-eu.availability.1", early)
+    assert stores.evidence.list("prod-eu.availability.1") == [early, late]
+
+
+def decision(subject: str, verdict=Decision.APPROVE, gate=Gate.RECOVERY) -> ApprovalDecision:
+    return ApprovalDecision(
+        incident_id="prod-eu.availability.1",
+        gate=gate,
+        decision=verdict,
+        approver=Principal(subject=subject, name=subject, roles=("DR.Approver",)),
+        comment="ok",
+        decided_at=T0,
+    )
+
+
+def test_approval_is_recorded_once_per_approver_and_gate_and_first_decision_stands(stores):
+    first = stores.approvals.record(decision("alice"))
+    assert first.created
+    repeat = stores.approvals.record(decision("alice", Decision.REJECT))
+    assert not repeat.created and repeat.decision.decision == Decision.APPROVE
+    assert stores.approvals.record(decision("alice", gate=Gate.RPO)).created
+    assert stores.approvals.record(decision("bob")).created
+    assert len(stores.approvals.list("prod-eu.availability.1", Gate.RECOVERY)) == 2
+    alice = Principal(subject="alice", name="alice")
+    assert stores.approvals.get("prod-eu.availability.1", Gate.RPO, alice).gate == Gate.RPO
+
+
+def test_action_token_is_usable_once_even_under_concurrency(stores, storage_connection_string):
+    prefix = stores.action_tokens.table.name.removesuffix("actiontokens")
+    exp = T0 + timedelta(hours=1)
+    results = in_parallel(
+        8,
+        lambda i: Stores(storage_connection_string, prefix=prefix).action_tokens.use(
+            "tok-123", incident_id="prod-eu.availability.1", expires_at=exp
+        ),
+    )
+    assert results.count(True) == 1
+    assert not stores.action_tokens.use("tok-123", incident_id="x", expires_at=exp)
+
+
+def test_raw_payload_is_saved_under_its_reference(stores):
+    body = b'{"data": {"essentials": {}}}'
+    ref = raw_ref(body)
+    stores.raw.save(ref, body)
+    stores.raw.save(ref, body)  # the same bytes twice is fine
+    assert stores.raw.load(ref) == body
+
+
+def test_missing_storage_setting_is_named():
+    with pytest.raises(StoreError, match="AzureWebJobsStorage is not set"):
+        connection_string_from_settings({})
+
+
+def test_unreachable_storage_is_a_store_error():
+    from devhost.azurite import connection_string
+    from devhost.pg import free_port
+
+    port = free_port()
+    broken = Stores(connection_string(port, port), prefix="unreach")
+    with pytest.raises(StoreError, match="failed"):
+        broken.signals.record(signal("x"))
