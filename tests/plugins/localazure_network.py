@@ -29,6 +29,7 @@ def network_topology(
     db_port: int = 5432,
     db_name: str = "odoo",
     ttl: int = 30,
+    ready_delay: float = 0.3,
     **sections: Any,
 ) -> dict[str, Any]:
     """A topology with two regions: the primary in westeurope, the secondary in northeurope.
@@ -62,7 +63,7 @@ def network_topology(
             ],
         },
         "kubernetes": {
-            "readyDelaySeconds": 0.3,
+            "readyDelaySeconds": ready_delay,
             "brokenImages": ["odoo:17.0-broken"],
             "clusters": {
                 "aks-odoo-weu": {"deployments": _deployments(3, 1, env)},
