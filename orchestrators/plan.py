@@ -421,6 +421,8 @@ def plan_executor(context: df.DurableOrchestrationContext):
                 )
 
         if run.stop is not None:
+            # Limitation: an abandoned gate's sub-orchestrator keeps waiting; the executor cannot
+            # terminate it, so the caller terminates the '<plan>:gate:*' instances it started.
             for sid in [s for s in tasks if run.plan.step(s).kind == "gate"]:
                 tasks.pop(sid)
                 _cancel(deadlines.pop(sid, None))

@@ -62,6 +62,7 @@ class Condition(BaseModel):
 
 def parse_condition(expression: str) -> Condition:
     """Parse a ``when`` expression; ValueError says what is wrong with it."""
+    # Limitation: one comparison per condition, no and/or; a runbook writes two steps instead.
     match = _CONDITION.match(expression or "")
     if not match:
         raise ValueError(
