@@ -6,9 +6,10 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from devhost.localazure import trafficmanager
-from shared.azure_clients import containerservice_client, trafficmanager_client
+from shared.azure_clients import trafficmanager_client
 from tests.plugins.localazure_network import (
     SUBSCRIPTION,
+    bring_up_secondary,
     control,
     network_topology,
     settings_of,
@@ -81,15 +82,7 @@ def test_failed_region_makes_its_endpoint_degraded_and_restore_brings_it_back(az
 
 
 def test_secondary_goes_online_once_its_odoo_runs(azure, tm):
-    aks = containerservice_client(SUBSCRIPTION, settings_of(azure), polling_interval=0.05)
-    aks.agent_pools.begin_create_or_update(
-        RG, "aks-odoo-neu", "odoo", {"properties": {"count": 2}}
-    ).result(timeout=30)
-    aks.close()
-    k8s = azure.provider("kubernetes")
-    with azure.state.lock:
-        dep = k8s.find("aks-odoo-neu", "odoo-web")
-        k8s._set_replicas(dep, 2)
+    bring_up_secondary(azure)
 
     wait_for(lambda: statuses(tm)["odoo-neu"] == "Online", what="odoo-neu Online")
 

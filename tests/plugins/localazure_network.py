@@ -114,14 +114,22 @@ def _deployments(web: int, cron: int, env: dict[str, str]) -> list[dict[str, Any
 
 @pytest.fixture
 def start_local_azure(tmp_path: Path) -> Callable[..., LocalAzure]:
-    """Start local Azure on a topology mapping; every one started is stopped after the test."""
+    """Start local Azure on a topology mapping; every one started is stopped after the test.
+
+    ``state_root`` must be a folder the postgres user can enter when the topology has servers.
+    """
     started: list[LocalAzure] = []
 
-    def start(topology: dict[str, Any], providers: list[str] | None = None) -> LocalAzure:
-        path = tmp_path / f"topology-{len(started)}.yaml"
+    def start(
+        topology: dict[str, Any],
+        providers: list[str] | None = None,
+        state_root: Path | None = None,
+    ) -> LocalAzure:
+        root = state_root or tmp_path
+        path = root / f"topology-{len(started)}.yaml"
         path.write_text(yaml.safe_dump(topology, sort_keys=False))
         azure = LocalAzure(
-            tmp_path / f"state-{len(started)}", path, providers=providers or NETWORK_PROVIDERS
+            root / f"state-{len(started)}", path, providers=providers or NETWORK_PROVIDERS
         )
         started.append(azure)
         return azure.start()
@@ -129,6 +137,65 @@ def start_local_azure(tmp_path: Path) -> Callable[..., LocalAzure]:
     yield start
     for azure in reversed(started):
         azure.stop()
+
+
+@pytest.fixture(scope="session")
+def standin_databases(pg_server) -> dict[str, str]:
+    """Two databases on the session's server: ``writable`` and ``readonly`` (a fenced one)."""
+    import psycopg
+
+    names = {"writable": "standin_writable", "readonly": "standin_readonly"}
+    with psycopg.connect(pg_server.dsn, autocommit=True, connect_timeout=5) as conn:
+        for name in names.values():
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if found.fetchone() is None:
+                conn.execute(f"CREATE DATABASE {name}")
+        conn.execute(f"ALTER DATABASE {names['readonly']} SET default_transaction_read_only = on")
+    return names
+
+
+def bring_up_secondary(azure: LocalAzure, replicas: int = 2) -> None:
+    """Give the secondary cluster nodes and run Odoo's web deployment there (a prestage)."""
+    from shared.azure_clients import containerservice_client
+
+    aks = containerservice_client(SUBSCRIPTION, settings_of(azure), polling_interval=0.05)
+    try:
+        aks.agent_pools.begin_create_or_update(
+            "rg-odoo-prod", "aks-odoo-neu", "odoo", {"properties": {"count": replicas}}
+        ).result(timeout=30)
+    finally:
+        aks.close()
+    kube(
+        azure,
+        "aks-odoo-neu",
+        "PATCH",
+        "/deployments/odoo-web/scale",
+        {"spec": {"replicas": replicas}},
+    )
+
+
+def kube(azure: LocalAzure, cluster: str, method: str, path: str, body: Any = None) -> Any:
+    """Call a cluster's Kubernetes API under ``/apis/apps/v1/namespaces/odoo``."""
+    import json
+
+    import requests
+
+    settings = azure.settings()
+    endpoints = json.loads(settings["DR_K8S_ENDPOINTS"])
+    base = next(url for cid, url in endpoints.items() if cid.endswith("/" + cluster))
+    resp = requests.request(
+        method,
+        f"{base}/apis/apps/v1/namespaces/odoo{path}",
+        data=json.dumps(body) if body is not None else None,
+        headers={
+            "Authorization": f"Bearer {settings['DR_ARM_STATIC_TOKEN']}",
+            "Content-Type": "application/strategic-merge-patch+json",
+        },
+        verify=settings["DR_CA_BUNDLE"],
+        timeout=10,
+    )
+    resp.raise_for_status()
+    return resp.json()
 
 
 def control(azure: LocalAzure, method: str, path: str, body: Any = None) -> Any:
