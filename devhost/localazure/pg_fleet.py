@@ -238,7 +238,9 @@ class PostgresFleet:
             "port": str(rec.port),
             "unix_socket_directories": "''",
             "fsync": "off",
-            "synchronous_commit": "off",
+            # Commits are written before they return (as on Azure), so what a client saw
+            # committed is in the WAL a standby can receive; fsync stays off for speed.
+            "synchronous_commit": "on",
             "full_page_writes": "on",
             "wal_log_hints": "on",
             "max_connections": "100",
@@ -444,7 +446,9 @@ class PostgresFleet:
                 "SELECT pg_is_in_recovery(), pg_last_wal_receive_lsn()::text, "
                 "pg_last_wal_replay_lsn()::text, "
                 "(SELECT status FROM pg_stat_wal_receiver LIMIT 1), "
-                "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END",
+                "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END, "
+                "CASE WHEN pg_is_in_recovery() THEN NULL "
+                "ELSE pg_current_wal_insert_lsn()::text END",
             )[0]
         except psycopg.Error as exc:
             log.debug("server %s does not answer: %s", rec.name, exc)
@@ -456,6 +460,7 @@ class PostgresFleet:
             replay_lsn=row[2],
             receiver_status=row[3],
             current_lsn=row[4],
+            insert_lsn=row[5],
         )
         return facts
 
@@ -570,7 +575,7 @@ class PostgresFleet:
             self.stop(primary, "fast")
             target = _controldata_redo_end(self.home(primary) / "data")
         else:
-            target = lsn_int(facts["current_lsn"])
+            target = lsn_int(facts["insert_lsn"])
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             replay = lsn_int(self.facts(rec).get("replay_lsn"))
