@@ -431,6 +431,9 @@ class DevHost:
 
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Sync activities run in threads; a short GIL switch interval keeps the event loop
+        # answering promptly while they run.
+        sys.setswitchinterval(0.001)
         self.index = index_functions(load_app(self.app_dir))
         durable = self.host_json.durable
         self.engine = Engine(

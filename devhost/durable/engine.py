@@ -36,6 +36,25 @@ from devhost.durable.store import (
 log = logging.getLogger(__name__)
 
 _OUT_OF_PROC_MARKER = "\n\n$OutOfProcData$:"
+INLINE_REPLAY_EVENTS = 300
+# The event types the SDK's replay reads (clock, start, completions, events, continue-as-new,
+# entity messages). It skips scheduling events and episode ends, and it parses the timestamp
+# of every event it is given, so the history handed to it leaves those out: the stored history
+# keeps them all.
+REPLAY_EVENT_TYPES = frozenset(
+    {
+        h.EXECUTION_STARTED,
+        h.TASK_COMPLETED,
+        h.TASK_FAILED,
+        h.SUB_COMPLETED,
+        h.SUB_FAILED,
+        h.TIMER_FIRED,
+        h.ORCHESTRATOR_STARTED,
+        14,  # EventSent
+        h.EVENT_RAISED,
+        h.CONTINUE_AS_NEW,
+    }
+)
 
 # Action types (SDK ActionType) and the ones that consume a task id.
 CALL_ACTIVITY, CALL_ACTIVITY_RETRY, CALL_SUB, CALL_SUB_RETRY, CONTINUE_AS_NEW = 0, 1, 2, 3, 4
@@ -149,6 +168,8 @@ class Engine:
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._completed: list[tuple[WorkItem, dict]] = []
+        self._flush_pending = False
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -442,7 +463,7 @@ class Engine:
             row.history.append(item.event)
 
         ctx = {
-            "history": row.history,
+            "history": [ev for ev in row.history if ev["EventType"] in REPLAY_EVENT_TYPES],
             "input": json.loads(row.input) if row.input is not None else None,
             "instanceId": row.instance_id,
             "isReplaying": False,
@@ -459,6 +480,9 @@ class Engine:
                     "orchestrator function."
                 ),
             )
+        elif len(ctx["history"]) <= INLINE_REPLAY_EVENTS:
+            # A short replay costs less than the hop to a worker thread and back.
+            state, error = _invoke_orchestrator(handle, json.dumps(ctx))
         else:
             state, error = await asyncio.get_running_loop().run_in_executor(
                 self._orch_pool, _invoke_orchestrator, handle, json.dumps(ctx)
@@ -827,16 +851,30 @@ class Engine:
 
     def _fire_timer(self, item: WorkItem) -> None:
         self._timers.pop((item.instance_id, item.task_id), None)
+        log.debug("timer %d of instance '%s' fired", item.task_id, item.instance_id)
         ev = h.event(h.TIMER_FIRED, h.utcnow(), TimerId=item.task_id, FireAt=item.fire_at)
-        if self.store.finish_work(item, ev):
-            log.debug("timer %d of instance '%s' fired", item.task_id, item.instance_id)
-            self.schedule(item.instance_id)
+        self._complete(item, ev)
 
     async def _run_activity(self, item: WorkItem) -> None:
         async with self._activity_slots:
             ev = await self._call_activity(item)
-        if self.store.finish_work(item, ev):
-            self.schedule(item.instance_id)
+        self._complete(item, ev)
+
+    def _complete(self, item: WorkItem, ev: dict) -> None:
+        """Queue a completion; all completions queued in one loop turn share one commit."""
+        self._completed.append((item, ev))
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush_completions)
+
+    def _flush_completions(self) -> None:
+        self._flush_pending = False
+        done, self._completed = self._completed, []
+        if not done or self._stopping:
+            return
+        # A completion whose work row is gone (terminated, purged, continued) is dropped.
+        for iid in dict.fromkeys(self.store.finish_many(done)):
+            self.schedule(iid)
 
     async def _call_activity(self, item: WorkItem) -> dict:
         spec = self.activities[item.name]

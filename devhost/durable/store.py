@@ -271,27 +271,30 @@ class Store:
             self.db.execute("ROLLBACK")
             raise
 
-    def finish_work(self, item: WorkItem, event: dict) -> bool:
-        """Replace a work row by its completion event in the owner's inbox, atomically.
+    def finish_many(self, done: list[tuple[WorkItem, dict]]) -> list[str]:
+        """Replace work rows by their completion events in the owners' inboxes, in one
+        transaction (group commit).
 
-        Returns False (and writes nothing) when the work row is gone: the instance was
-        terminated, purged or continued as new while the work ran.
+        An item whose work row is gone (the instance was terminated, purged or continued as
+        new while the work ran) is skipped. Returns the owners of the items written.
         """
+        accepted = []
         self._begin()
         try:
-            cur = self.db.execute(
-                "DELETE FROM work WHERE instance_id=? AND execution_id=? AND task_id=?",
-                (item.instance_id, item.execution_id, item.task_id),
-            )
-            if cur.rowcount == 0:
-                self.db.execute("ROLLBACK")
-                return False
-            self.db.execute(
-                "INSERT INTO inbox (instance_id, execution_id, event) VALUES (?,?,?)",
-                (item.instance_id, item.execution_id, json.dumps(event)),
-            )
+            for item, event in done:
+                cur = self.db.execute(
+                    "DELETE FROM work WHERE instance_id=? AND execution_id=? AND task_id=?",
+                    (item.instance_id, item.execution_id, item.task_id),
+                )
+                if cur.rowcount == 0:
+                    continue
+                self.db.execute(
+                    "INSERT INTO inbox (instance_id, execution_id, event) VALUES (?,?,?)",
+                    (item.instance_id, item.execution_id, json.dumps(event)),
+                )
+                accepted.append(item.instance_id)
             self.db.execute("COMMIT")
-            return True
+            return accepted
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
