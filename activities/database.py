@@ -158,12 +158,14 @@ def _az(exc: Exception) -> str:
 def wait_lro(poller: Any, timeout_s: float, what: str) -> Any:
     """Wait for a long-running operation; raise naming ``what`` on failure or timeout."""
     try:
-        result = poller.result(timeout=timeout_s)
+        # wait() then result(): result() on an unfinished operation would parse the last
+        # in-progress answer as if it were the final one.
+        poller.wait(timeout=timeout_s)
+        if not poller.done():
+            raise ActivityError(f"{what} did not finish within {timeout_s:.0f} s")
+        return poller.result(timeout=1)
     except AzureError as exc:
         raise ActivityError(f"{what} failed: {_az(exc)}") from exc
-    if not poller.done():
-        raise ActivityError(f"{what} did not finish within {timeout_s:.0f} s")
-    return result
 
 
 def pg_client(server_id: str) -> Any:
@@ -243,19 +245,26 @@ def _conninfo(
     }
 
 
+def admin_connect(
+    server: DbServer, timeout_s: float, arm_server: Any | None = None, *, ask_arm: bool = True
+) -> psycopg.Connection:
+    """An autocommit connection as the server's admin, password from Key Vault if one is set."""
+    host, port = server_address(server, arm_server, ask_arm=ask_arm)
+    password = None
+    if server.admin_password_secret is not None:
+        password = read_secret(server.admin_password_secret)[0]
+    params = _conninfo(
+        host, port, server.dbname, server.admin_user, password, timeout_s, server.sslmode
+    )
+    return psycopg.connect(autocommit=True, **params)
+
+
 @contextmanager
 def admin_connection(
     server: DbServer, timeout_s: float, arm_server: Any | None = None, *, ask_arm: bool = True
 ) -> Iterator[psycopg.Connection]:
-    """An autocommit connection as the server's admin, password from Key Vault if one is set."""
-    host, port = server_address(server, arm_server, ask_arm=ask_arm)
-    password = (
-        read_secret(server.admin_password_secret)[0] if server.admin_password_secret else None
-    )
-    params = _conninfo(
-        host, port, server.dbname, server.admin_user, password, timeout_s, server.sslmode
-    )
-    with psycopg.connect(autocommit=True, **params) as conn:
+    """``admin_connect`` as a context manager that closes the connection."""
+    with admin_connect(server, timeout_s, arm_server, ask_arm=ask_arm) as conn:
         yield conn
 
 
@@ -407,10 +416,10 @@ def fence(req: FenceRequest) -> FenceResult:
     old_password, _ = read_secret(req.app.password_secret)
     host, port = _fence_address(req.old_primary)
 
-    password_rotated = _shut_out_role(req, host, port)
+    password_rotated, shut_detail = _shut_out_role(req, host, port)
     stopped, stop_detail = None, "not asked to stop it"
     if req.stop_server == "always" or (
-        req.stop_server == "if_unreachable" and password_rotated is None
+        req.stop_server == "if_unreachable" and not password_rotated
     ):
         stopped, stop_detail = _stop_server(req)
     endpoint_disabled = None
@@ -428,6 +437,7 @@ def fence(req: FenceRequest) -> FenceResult:
         server_stop_detail=stop_detail,
         secret_rotated=new_version is not None,
         server_password_rotated=password_rotated,
+        server_password_detail=shut_detail,
         endpoint_disabled=endpoint_disabled,
         canary=canary,
     )
@@ -455,33 +465,40 @@ def _fence_address(server: DbServer) -> tuple[str | None, int]:
         return None, server.port
 
 
-def _shut_out_role(req: FenceRequest, host: str | None, port: int) -> bool | None:
-    """On the old primary: NOLOGIN and an unknown password for the role, its sessions ended,
-    new transactions read-only. None when the server does not answer."""
+def _shut_out_role(req: FenceRequest, host: str | None, port: int) -> tuple[bool | None, str]:
+    """On the old primary: the role NOLOGIN with an unknown password and read-only by default,
+    its open sessions ended. (None, why) when the server does not answer; (False, why) when it
+    answers but refuses the change (the admin lacks ADMIN OPTION on the role, say)."""
     if host is None:
-        return None
+        return None, "its address is unknown"
     server = req.old_primary.model_copy(update={"host": host, "port": port})
+    role = sql.Identifier(req.app.role)
     try:
-        with admin_connection(server, req.connect_timeout_s) as conn:
+        conn = admin_connect(server, req.connect_timeout_s)
+    except (psycopg.Error, OSError) as exc:
+        log.info("old primary %s does not answer: %s", server.server_id, _first_line(exc))
+        return None, _first_line(exc)
+    try:
+        with conn:
             if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-                log.info("%s is in recovery; it takes no writes anyway", server.server_id)
-                return True
+                return True, "it is in recovery, so it takes no writes"
             conn.execute(
                 sql.SQL("ALTER ROLE {} NOLOGIN PASSWORD {}").format(
-                    sql.Identifier(req.app.role), sql.Literal(secrets.token_urlsafe(24))
+                    role, sql.Literal(secrets.token_urlsafe(24))
                 )
             )
-            conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
-            conn.execute("SELECT pg_reload_conf()")
+            conn.execute(
+                sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(role)
+            )
             ended = conn.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s",
                 (req.app.role,),
             ).fetchone()[0]
-            log.info("fenced role %s on %s; ended %s sessions", req.app.role, host, ended)
-            return True
-    except (psycopg.Error, OSError) as exc:
-        log.info("old primary %s does not answer: %s", server.server_id, _first_line(exc))
-        return None
+    except psycopg.Error as exc:
+        log.warning("could not shut %s out of %s: %s", req.app.role, host, _first_line(exc))
+        return False, _first_line(exc)
+    log.info("fenced role %s on %s; ended %s of its sessions", req.app.role, host, ended)
+    return True, f"role {req.app.role} set NOLOGIN and read-only; {ended} sessions ended"
 
 
 def _stop_server(req: FenceRequest) -> tuple[bool | None, str]:
@@ -652,6 +669,12 @@ def apply_app_password(
         conn.execute(
             sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
                 sql.Identifier(app.role), sql.Literal(password)
+            )
+        )
+        # Undo the fence's per-role read-only default, which replicated with the catalog.
+        conn.execute(
+            sql.SQL("ALTER ROLE {} RESET default_transaction_read_only").format(
+                sql.Identifier(app.role)
             )
         )
 

@@ -458,6 +458,7 @@ class FenceFacts(BaseModel):
     server_stop_detail: str = ""
     secret_rotated: bool = False
     server_password_rotated: bool | None = None
+    server_password_detail: str = ""
     endpoint_disabled: bool | None = None
     canary: CanaryResult
 
@@ -497,7 +498,15 @@ def evaluate_fence(facts: FenceFacts) -> tuple[bool, list[str], list[str]]:
     elif facts.server_stopped is False:
         gaps.append(f"the old primary could not be stopped ({facts.server_stop_detail})")
     if facts.server_password_rotated:
-        proofs.append("the application role's password on the old primary was changed")
+        proofs.append(
+            "the application role is shut out of the old primary "
+            f"({facts.server_password_detail or 'NOLOGIN, password changed'})"
+        )
+    elif facts.server_password_rotated is False:
+        gaps.append(
+            "the application role could not be shut out of the old primary "
+            f"({facts.server_password_detail})"
+        )
     if facts.secret_rotated:
         proofs.append("the application's database password in Key Vault was rotated")
     else:

@@ -203,7 +203,11 @@ def start_env(enterable_tmp, monkeypatch) -> Callable[..., Env]:
         for key, value in settings.items():
             monkeypatch.setenv(key, value)
         monkeypatch.delenv("AzureWebJobsStorage", raising=False)
-        return Env(azure=azure, settings=settings)
+        env = Env(azure=azure, settings=settings)
+        # On Azure the administrator creates the application's role and so may alter it; the
+        # topology creates it as the superuser, so hand the administrator that right here.
+        env.sql("odoo-pg-weu", "GRANT odoo TO odooadmin WITH ADMIN OPTION", dbname="postgres")
+        return env
 
     yield start
     for azure in reversed(started):
