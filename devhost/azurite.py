@@ -94,6 +94,11 @@ class Azurite:
         self.table_port: int | None = None
         self._procs: list[subprocess.Popen] = []
 
+    @classmethod
+    def from_serve_context(cls, ctx) -> Azurite:
+        """How ``drctl serve`` builds it: data under the serve state dir."""
+        return cls(ctx.state_dir)
+
     # -- install ----------------------------------------------------------------------
 
     def binary(self, service: str) -> Path:
