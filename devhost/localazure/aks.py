@@ -9,6 +9,7 @@ the cluster serves and since when it has nodes, which is what makes pods become 
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import time
 from typing import Any
@@ -74,6 +75,8 @@ class AgentPool(BaseModel):
                 "orchestratorVersion": self.orchestrator_version,
                 "currentOrchestratorVersion": self.orchestrator_version,
                 "nodeImageVersion": NODE_IMAGE,
+                "upgradeSettings": {"maxSurge": "10%"},
+                "eTag": _etag(self.model_dump_json()),
             }
         )
         if self.min_count is not None:
@@ -120,6 +123,7 @@ class ManagedCluster(BaseModel):
             "id": self.id,
             "name": self.name,
             "type": CLUSTER_TYPE,
+            "eTag": _etag(self.model_dump_json()),
             "location": self.region,
             "tags": {},
             "sku": {"name": "Base", "tier": "Standard"},
@@ -148,6 +152,11 @@ class ManagedCluster(BaseModel):
             "type": POOL_TYPE,
             "properties": pool.properties(),
         }
+
+
+def _etag(text: str) -> str:
+    """An entity tag that changes whenever the resource does."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class ClusterCapacity(BaseModel):
@@ -452,6 +461,7 @@ class AksProvider:
                         409, "RegionUnavailable", f"region {cluster.region} is unavailable"
                     )
                 had_nodes = cluster.running_nodes() > 0
+                pool.count = target_nodes
                 pool.nodes = target_nodes if pool.power_state == "Running" else 0
                 pool.provisioning_state = "Succeeded"
                 _note_nodes(cluster, had_nodes)
@@ -477,7 +487,7 @@ def _pool_properties(body: Any) -> dict[str, Any]:
 def _apply_pool_request(
     existing: AgentPool | None, name: str, props: dict[str, Any], cluster: ManagedCluster
 ) -> tuple[AgentPool, int, str]:
-    """The pool after a PUT, the node count it will run, and its provisioning state word."""
+    """The pool after a PUT, the node count it has when the operation ends, and its state."""
     count = props.get("count", existing.count if existing else 1)
     if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 1000:
         raise ArmError(400, "InvalidParameter", f"agent pool count {count!r} must be 0..1000")
@@ -493,8 +503,11 @@ def _apply_pool_request(
                 "InvalidParameter",
                 "enableAutoScaling needs minCount and maxCount with minCount <= maxCount",
             )
-        # The autoscaler keeps the node count between minCount and maxCount.
-        count = max(min_count, min(max_count, count))
+        # The answer echoes the count asked for; once the operation ends the autoscaler has
+        # brought it between minCount and maxCount, as on Azure.
+        nodes = max(min_count, min(max_count, count))
+    else:
+        nodes = count
     power = (props.get("powerState") or {}).get("code") or (
         existing.power_state if existing else "Running"
     )
@@ -518,6 +531,7 @@ def _apply_pool_request(
         "nodeImageVersion",
         "maxPods",
         "type",
+        "eTag",
     }
     extra = {k: v for k, v in props.items() if k not in known}
     pool = AgentPool(
@@ -542,7 +556,7 @@ def _apply_pool_request(
         word = "Stopping"
     else:
         word = "Updating"
-    return pool, count if power == "Running" else 0, word
+    return pool, nodes, word
 
 
 def _lowercase_location(response: ArmResponse) -> ArmResponse:

@@ -231,3 +231,49 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 10, what: str = "c
 def settings_of(azure: LocalAzure) -> AzureSettings:
     """The client settings an activity would read from the app settings local Azure hands out."""
     return AzureSettings.from_env(azure.settings())
+
+
+FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
+
+
+def published(relative: str) -> dict[str, Any]:
+    """A published sample from ../shared/fixtures; skips the test when the folder is absent."""
+    import json
+
+    path = FIXTURES / relative
+    if not FIXTURES.is_dir():
+        pytest.skip(f"published samples not available: {FIXTURES.resolve()} does not exist")
+    return json.loads(path.read_text())
+
+
+def shape_gaps(sample: Any, ours: Any, left_out: set[str] = frozenset(), path: str = "") -> list:
+    """Where ``ours`` does not have the shape of the published ``sample``.
+
+    Every key of the sample must be in ours with a value of the same JSON kind, recursively
+    (the first item stands for a list), unless its dotted path is in ``left_out``.
+    """
+
+    def kind(value: Any) -> str:
+        if isinstance(value, bool):
+            return "bool"
+        if isinstance(value, int | float):
+            return "number"
+        return type(value).__name__
+
+    if kind(sample) != kind(ours):
+        return [f"{path or '<root>'}: published {kind(sample)}, ours {kind(ours)}"]
+    gaps: list[str] = []
+    if isinstance(sample, dict):
+        for key, value in sample.items():
+            where = f"{path}.{key}" if path else key
+            if where in left_out:
+                continue
+            if key not in ours:
+                gaps.append(f"{where}: missing")
+                continue
+            gaps += shape_gaps(value, ours[key], left_out, where)
+    elif isinstance(sample, list) and sample:
+        if not ours:
+            return [f"{path}: published a non-empty list, ours is empty"]
+        gaps += shape_gaps(sample[0], ours[0], left_out, f"{path}[]")
+    return gaps
