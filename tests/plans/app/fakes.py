@@ -1,10 +1,13 @@
 """Fake activities for every catalogue action: they sleep and fail as a test script says.
 
-The script is a module-level mapping set by the test, keyed by step id (``"<step>:undo"`` for a
+The script is a module-level mapping set by the test (or, for a devhost subprocess, read from
+the ``PLAN_FAKES_SCRIPT`` environment variable as JSON), keyed by step id (``"<step>:undo"`` for a
 compensation): ``{"sleep_s": 0.5, "fail_times": 2, "result": {...}}``. Every call is recorded
 with wall-clock start and end times, so tests can see when each step really ran.
 """
 
+import json
+import os
 import threading
 import time
 
@@ -14,7 +17,8 @@ from shared.runbooks import ACTIVITY_FOR_ACTION
 
 bp = df.Blueprint()
 
-SCRIPT: dict[str, dict] = {}
+# Under a devhost subprocess the test cannot reach this module: it passes the script by env.
+SCRIPT: dict[str, dict] = json.loads(os.environ.get("PLAN_FAKES_SCRIPT") or "{}")
 CALLS: list[dict] = []
 _lock = threading.Lock()
 _failures: dict[str, int] = {}
