@@ -294,7 +294,10 @@ class LocalAzureState:
     def dump(self) -> dict[str, Any]:
         with self.lock:
             providers: dict[str, Any] = dict(self._providers)
-            providers.update({name: dump() for name, dump in self._dumpers.items()})
+            dumpers = dict(self._dumpers)
+        # Dumps may ask live instances (SQL, files), so they run without holding the lock.
+        providers.update({name: dump() for name, dump in dumpers.items()})
+        with self.lock:
             return {
                 "failedRegions": sorted(self.failed_regions),
                 "faults": [f.model_dump() for f in self.faults.list()],
