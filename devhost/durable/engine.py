@@ -506,6 +506,8 @@ class Engine:
         elif state.get("isDone"):
             self._finish(row, state, commit, ts)
         else:
+            if row.status == "Pending":
+                log.info("instance '%s' of %s running", row.instance_id, row.name)
             row.status = "Running"
             row.custom_status = _custom_status(state)
             row.history.append(h.event(h.ORCHESTRATOR_COMPLETED, ts))
@@ -877,9 +879,12 @@ class Engine:
             self.schedule(iid)
 
     async def _call_activity(self, item: WorkItem) -> dict:
-        spec = self.activities[item.name]
-        kwargs = {spec.input_name: _decode_activity_input(item.input)}
         try:
+            spec = self.activities.get(item.name)
+            if spec is None:
+                # The app changed between a crash and the restart.
+                raise LookupError(f"activity function '{item.name}' is no longer in the app")
+            kwargs = {spec.input_name: _decode_activity_input(item.input)}
             if inspect.iscoroutinefunction(spec.func):
                 result = await spec.func(**kwargs)
             else:

@@ -8,6 +8,7 @@ import importlib.util
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,6 +51,8 @@ class StarterSpec:
     module: str
     class_name: str
     only_with_topology: bool = False
+    # How to build it when the class has no from_serve_context(ctx); default Class(ctx).
+    factory: Callable[[Any, ServeContext], Any] | None = None
 
 
 # The registry of service starters, started in this order and stopped in reverse. A class is
@@ -58,7 +61,13 @@ class StarterSpec:
 STARTERS: list[StarterSpec] = [
     StarterSpec("azurite", "devhost.azurite", "Azurite"),
     StarterSpec("issuer", "devhost.issuer", "LocalIssuer"),
-    StarterSpec("localazure", "devhost.localazure", "LocalAzure", only_with_topology=True),
+    StarterSpec(
+        "localazure",
+        "devhost.localazure",
+        "LocalAzure",
+        only_with_topology=True,
+        factory=lambda cls, ctx: cls(ctx.state_dir / "localazure", ctx.topology),
+    ),
 ]
 
 
@@ -99,8 +108,13 @@ def build_starters(ctx: ServeContext, specs: list[StarterSpec]) -> list[Any]:
                 raise CommandError(f"--topology needs {spec.module}.{spec.class_name}")
             log.info("service %s skipped: no %s in %s", spec.name, spec.class_name, spec.module)
             continue
-        factory = getattr(cls, "from_serve_context", None)
-        out.append(factory(ctx) if factory else cls(ctx))
+        from_ctx = getattr(cls, "from_serve_context", None)
+        if from_ctx is not None:
+            out.append(from_ctx(ctx))
+        elif spec.factory is not None:
+            out.append(spec.factory(cls, ctx))
+        else:
+            out.append(cls(ctx))
     return out
 
 

@@ -255,3 +255,24 @@ def test_enforced_keys_refuse_requests_without_the_key(devhost_factory):
     assert requests.get(mgmt, timeout=5).status_code == 401
     assert requests.get(mgmt, headers={"x-functions-key": keys["default"]}, timeout=5).ok
     host.stop()
+
+
+def test_the_apps_sample_orchestration_runs_on_devhost(devhost_factory):
+    """The repository's own app: the sample starter, chain, fan-out and the nod wait."""
+    from tests.plugins.devhost import REPO
+
+    host = devhost_factory(app_dir=REPO).start()
+    r = requests.post(host.url + "/api/samples/hello", json=["Ada", "Grace"], timeout=10)
+    assert r.status_code == 202
+    iid = r.json()["id"]
+    host.wait(iid, statuses=("Running",))
+    _wait_for(lambda: (host.status(iid) or {}).get("customStatus"))
+    assert host.raise_event(iid, "nod", True) == 202
+    status = host.wait(iid, timeout_s=15)
+    assert status["output"] == {
+        "chained": ["Hello Ada", "Hello Grace"],
+        "fanned": ["Hello Ada", "Hello Grace"],
+        "nodded": True,
+    }
+    assert requests.post(host.url + "/api/samples/hello", data=b"{", timeout=10).status_code == 400
+    host.stop()
