@@ -145,3 +145,53 @@ def test_key_vault_secret_repoints_the_application(start_local_azure, pg_server,
     body = health(azure).json()
     assert body["database"]["server"] == "127.0.0.2"
     assert body["status"] == "fail"
+
+
+def test_flexible_servers_of_local_azure_primary_is_writable_replica_is_not(
+    start_local_azure, enterable_tmp
+):
+    """The stand-ins point at real local flexible servers: a primary and its streaming standby."""
+    import uuid
+
+    from tests.plugins.localazure_network import NETWORK_PROVIDERS
+
+    topology = network_topology(db_host="odoo-pg-weu.postgres.database.azure.com")
+    topology["postgres"] = {
+        "servers": [
+            {
+                "name": "odoo-pg-weu",
+                "location": "westeurope",
+                "databases": [
+                    {"name": "odoo", "owner": "odoo", "ownerPasswordSecret": "odoo-db-pw"}
+                ],
+            },
+            {"name": "odoo-pg-neu", "location": "northeurope", "replicaOf": "odoo-pg-weu"},
+        ]
+    }
+    topology["keyVaults"] = [
+        {"name": "kv-odoo", "location": "westeurope", "secrets": {"odoo-db-pw": "local-only-pw"}}
+    ]
+    for region in ("westeurope", "northeurope"):
+        topology["odoo"]["regions"][region]["dbPasswordSecret"] = "odoo-db-pw"
+    for cluster in topology["kubernetes"]["clusters"].values():
+        for dep in cluster["deployments"]:
+            dep["env"]["DB_USER"] = "odoo"
+    root = enterable_tmp / f"standin-{uuid.uuid4().hex[:8]}"
+    root.mkdir()
+    root.chmod(0o755)
+    providers = [
+        "devhost.localazure.control",
+        "devhost.localazure.postgres",
+        "devhost.localazure.keyvault",
+        *NETWORK_PROVIDERS[1:],
+    ]
+    azure = start_local_azure(topology, providers=providers, state_root=root)
+
+    body = health(azure).json()
+    assert body["database"] == {"writable": True, "server": "odoo-pg-weu"}
+
+    # Repoint the primary region's application at the replica: it answers, read-only.
+    set_env(azure, "DB_HOST", "odoo-pg-neu.postgres.database.azure.com")
+    body = health(azure).json()
+    assert body["status"] == "pass"
+    assert body["database"] == {"writable": False, "server": "odoo-pg-neu"}
