@@ -1055,3 +1055,26 @@ class TechnicalCheck(BaseModel):
 class TechnicalReport(BaseModel):
     ok: bool
     checks: list[TechnicalCheck]
+
+
+class FinanceValidationRequest(ActivityRequest):
+    """validate_finance: which database to check and against what recovery point.
+
+    The DSN comes from Key Vault: ``dsn_secret`` holds a whole libpq DSN; without it the DSN is
+    built from ``server`` (its admin login, password from Key Vault) and ``database``.
+    """
+
+    server: DbServer | None = None
+    database: str = "odoo"
+    dsn_secret: SecretRef | None = None
+    recovery_point: datetime | None = None
+    expect_jobs_held: bool = False
+    companies: list[int] | None = None
+    blob_container_url: str | None = None
+    statement_timeout_s: float = Field(default=600, gt=0, le=3600)
+    connect_timeout_s: float = Field(default=10, gt=0, le=60)
+
+    @field_validator("recovery_point")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return _utc(value)
