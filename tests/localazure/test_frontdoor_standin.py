@@ -195,3 +195,29 @@ def test_flexible_servers_of_local_azure_primary_is_writable_replica_is_not(
     body = health(azure).json()
     assert body["status"] == "pass"
     assert body["database"] == {"writable": False, "server": "odoo-pg-neu"}
+
+
+def test_demo_topology_serves_odoo_from_the_primary_through_the_front_door(
+    start_local_azure, enterable_tmp
+):
+    """config/topology.yaml starts whole, and a client reaches a writable primary."""
+    import uuid
+    from pathlib import Path
+
+    import yaml
+
+    from devhost.localazure.server import PROVIDERS
+
+    topology = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "config" / "topology.yaml").read_text()
+    )
+    root = enterable_tmp / f"demo-{uuid.uuid4().hex[:8]}"
+    root.mkdir()
+    root.chmod(0o755)
+    azure = start_local_azure(topology, providers=PROVIDERS, state_root=root)
+
+    resp = requests.get(azure.settings()["DR_FRONTDOOR_URL"] + "/web/health", timeout=10)
+    assert resp.status_code == 200
+    assert resp.headers["X-Served-Region"] == "westeurope"
+    assert resp.json()["database"] == {"writable": True, "server": "odoo-pg-weu"}
+    assert health(azure, "northeurope").status_code == 503  # warm standby: no Odoo running
