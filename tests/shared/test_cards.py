@@ -85,7 +85,7 @@ def test_plain_text_defangs_urls_strips_controls_and_truncates():
 
 def test_card_shows_rpo_exposure_against_the_target():
     runs = " ".join(texts(approval_card(request()), "TextRun"))
-    assert "95 s (12.0 MiB)" in runs and "RPO target of 1 min (payments)" in runs
+    assert "95 s (12.0 MiB)" in runs and "RPO target of 60 s (payments)" in runs
     assert "above the target" in runs
     within = request(rpo=RpoExposure(lag_seconds=3, target=timedelta(minutes=5), workload="x"))
     assert "within the target" in " ".join(texts(approval_card(within), "TextRun"))
