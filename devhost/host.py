@@ -8,6 +8,7 @@ management API, and any extra routes the service starters mount.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import importlib.util
 import inspect
 import json
@@ -429,8 +430,20 @@ class DevHost:
             path.chmod(0o600)
         return keys
 
+    def _lock_state_dir(self) -> None:
+        """Hold an exclusive lock on the state dir: two hosts would both run its work."""
+        self._lock_file = open(self.state_dir / "host.lock", "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._lock_file.close()
+            raise HostError(
+                f"another devhost is already using the state dir {self.state_dir}"
+            ) from exc
+
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_state_dir()
         # Sync activities run in threads; a short GIL switch interval keeps the event loop
         # answering promptly while they run.
         sys.setswitchinterval(0.001)
@@ -479,6 +492,8 @@ class DevHost:
             await self.runner.cleanup()
         if self.engine:
             await self.engine.stop()
+        if getattr(self, "_lock_file", None):
+            self._lock_file.close()
         log.info("host stopped")
 
     # ------------------------------------------------------------------------- keys, status

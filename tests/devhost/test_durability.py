@@ -82,3 +82,13 @@ def test_sigkill_while_waiting_for_an_event_keeps_the_instance_waiting(devhost_f
     assert host.raise_event(iid, "Approval", "after restart") == 202
     assert host.wait(iid)["output"] == {"approved": "after restart"}
     host.stop()
+
+
+def test_a_second_host_on_the_same_state_dir_refuses_to_start(devhost_factory, devhost):
+    second = devhost_factory(state_dir=devhost.state_dir)
+    try:
+        second.start(timeout_s=15)
+    except RuntimeError as exc:
+        assert "already using the state dir" in str(exc)
+    else:
+        raise AssertionError("a second host started on a state dir in use")
