@@ -70,6 +70,28 @@ def _spec(name: str, summary: str, required=(), optional=(), **kw) -> ActionSpec
     )
 
 
+_JOBS_OPTIONAL = (
+    "cluster",
+    "namespace",
+    "deployment",
+    "replicas",
+    "signed_off_by",
+    "timeout_s",
+    "connect_timeout_s",
+)
+_TRAFFIC_OPTIONAL = (
+    "endpoint_type",
+    "disable_endpoints",
+    "strategy",
+    "frontdoor",
+    "region",
+    "health_path",
+    "max_ttl_wait_s",
+    "monitor_timeout_s",
+    "check_timeout_s",
+    "require_writable",
+)
+
 _CATALOGUE = [
     _spec(
         "db.evidence",
@@ -83,13 +105,13 @@ _CATALOGUE = [
         "make the old primary unable to take writes (stop it, rotate the app's password, "
         "disable its endpoint) and prove it with a canary write",
         ("old_primary", "app"),
-        ("endpoint", "stop_timeout_s", "connect_timeout_s"),
+        ("endpoint", "stop_server", "stop_timeout_s", "connect_timeout_s"),
     ),
     _spec(
         "db.promote",
         "promote the read replica to a standalone writable server (Planned or Forced)",
         ("replica", "option"),
-        ("reason", "timeout_s", "connect_timeout_s"),
+        ("reason", "app", "timeout_s", "connect_timeout_s"),
         must_follow=("db.fence",),
     ),
     _spec(
@@ -128,14 +150,22 @@ _CATALOGUE = [
         ("cluster", "deployment", "server"),
     ),
     _spec(
+        "compute.start_cluster",
+        "start a stopped AKS cluster",
+        ("cluster",),
+        ("timeout_s",),
+    ),
+    _spec(
         "compute.scale_pool",
         "set the node count of an AKS node pool",
         ("cluster", "pool", "count"),
+        ("timeout_s",),
     ),
     _spec(
         "compute.scale_deployment",
-        "set the replica count of a Kubernetes deployment",
-        ("cluster", "deployment", "replicas"),
+        "set the replica count of Kubernetes deployments and wait until they are ready",
+        ("cluster",),
+        ("namespace", "deployment", "replicas", "deployments", "wait_ready", "timeout_s"),
     ),
     _spec(
         "compute.restart_deployment",
@@ -146,17 +176,26 @@ _CATALOGUE = [
         "jobs.hold",
         "hold Odoo scheduled jobs (invoice sending, payment runs) and queue workers",
         ("server", "database"),
+        _JOBS_OPTIONAL,
     ),
     _spec(
         "jobs.release",
         "release Odoo scheduled jobs held by jobs.hold",
         ("server", "database"),
+        _JOBS_OPTIONAL,
     ),
     _spec(
         "traffic.cutover",
         "make a Traffic Manager endpoint the one that answers, and wait until clients see it",
         ("profile", "endpoint"),
-        ("disable_endpoints",),
+        _TRAFFIC_OPTIONAL,
+    ),
+    _spec(
+        "traffic.check",
+        "check that the front door answers from the expected region (no change)",
+        ("profile", "endpoint"),
+        _TRAFFIC_OPTIONAL,
+        read_only=True,
     ),
     _spec(
         "traffic.reroute",
@@ -171,8 +210,8 @@ _CATALOGUE = [
     _spec(
         "release.rollback",
         "roll a Kubernetes deployment back to its last good revision",
-        ("cluster", "deployment"),
-        ("revision",),
+        ("cluster",),
+        ("namespace", "deployment", "deployments", "revision", "timeout_s"),
     ),
     _spec(
         "isolation.lock",
@@ -202,7 +241,7 @@ _CATALOGUE = [
         "validate.finance",
         "finance checks on a database: ledger, sequences, hash chain, attachments, jobs",
         ("server", "database"),
-        ("recovery_point", "expect_jobs_held", "strict"),
+        ("recovery_point", "expect_jobs_held", "strict", "blob_container_url", "companies"),
         read_only=True,
     ),
     _spec(

@@ -65,7 +65,7 @@ CONTEXT_CONFIG = {
     "traffic": {
         "profile": "tm-odoo",
         "primary_endpoint": {"name": "odoo-weu"},
-        "secondary_endpoint": {"name": "odoo-neu"},
+        "secondary_endpoint": {"name": "odoo-neu", "endpoint_type": "ExternalEndpoints"},
     },
     "frontdoor_url": "http://127.0.0.1:8069",
     "secondary_region": "northeurope",

@@ -3,18 +3,22 @@
 import copy
 
 # The plan context the repository's runbooks read (docs/runbooks.md lists every name).
+_RG = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-odoo-prod/providers"
+_PG = _RG + "/Microsoft.DBforPostgreSQL/flexibleServers/"
+_TM = _RG + "/Microsoft.Network/trafficmanagerprofiles/tm-odoo"
+
 CONFIG = {
     "environment": "prod-eu",
     "db": {
-        "primary": {"server_id": "/subscriptions/s/resourceGroups/rg/providers/x/y/odoo-pg-weu"},
-        "replica": {"server_id": "/subscriptions/s/resourceGroups/rg/providers/x/y/odoo-pg-neu"},
+        "primary": {"server_id": _PG + "odoo-pg-weu", "host": "127.0.0.1", "port": 55432},
+        "replica": {"server_id": _PG + "odoo-pg-neu", "host": "127.0.0.1", "port": 55433},
         "app": {"role": "odoo", "password_secret": {"name": "odoo-db-password"}},
         "database": "odoo",
         "restore_name": "odoo-pg-weu-restore",
     },
     "aks": {
-        "primary": "aks-odoo-weu",
-        "secondary": "aks-odoo-neu",
+        "primary": _RG + "/Microsoft.ContainerService/managedClusters/aks-odoo-weu",
+        "secondary": _RG + "/Microsoft.ContainerService/managedClusters/aks-odoo-neu",
         "secondary_pool": "odoo",
         "secondary_nodes": 3,
         "idle_nodes": 1,
@@ -22,9 +26,13 @@ CONFIG = {
         "replicas": 3,
     },
     "traffic": {
-        "profile": "tm-odoo",
-        "primary_endpoint": {"name": "odoo-weu"},
-        "secondary_endpoint": {"name": "odoo-neu"},
+        "profile": _TM,
+        "primary_endpoint": {"profile_id": _TM, "name": "odoo-weu"},
+        "secondary_endpoint": {
+            "profile_id": _TM,
+            "name": "odoo-neu",
+            "endpoint_type": "ExternalEndpoints",
+        },
     },
     "frontdoor_url": "http://127.0.0.1:8069",
     "secondary_region": "northeurope",
@@ -42,11 +50,10 @@ EVIDENCE = {
     "promote.reason": "the primary does not answer",
     "damage.suspected_since": "2026-12-04T09:00:00Z",
     "security.compromised_since": "2026-12-04T08:00:00Z",
-    "release.last_good": "odoo-7",
     "dependency.kind": "redis",
     "dependency.name": "redis-odoo-weu",
     "ingress.degraded": True,
-    "ingress.endpoint": {"name": "odoo-weu"},
+    "ingress.endpoint": "odoo-weu",
 }
 
 

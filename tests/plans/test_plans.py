@@ -99,8 +99,8 @@ def test_missing_config_names_step_and_field_for_every_problem():
 
 
 def test_null_input_is_refused():
-    with pytest.raises(PlanError, match="inputs 'revision': resolved to nothing"):
-        build_plan(load_runbook("failed-release"), evidence(release__last_good=None), config())
+    with pytest.raises(PlanError, match="inputs 'reason': resolved to nothing"):
+        build_plan(load_runbook("regional-outage"), evidence(promote__reason=None), config())
 
 
 def test_condition_on_missing_evidence_is_refused():
