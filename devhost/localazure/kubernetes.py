@@ -32,6 +32,7 @@ NAME = "kubernetes"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 CONFIG_HASH_ANNOTATION = "localazure.dr/config-hash"
 CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"
+TEMPLATE_HASH_LABEL = "pod-template-hash"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 # Lists that a strategic merge patch merges item by item, keyed by the item's "name".
@@ -87,6 +88,7 @@ class Release(BaseModel):
     revision: int
     image: str
     images: dict[str, str]
+    template: dict[str, Any] = Field(description="the whole pod template of the release")
     config_hash: str = Field(alias="configHash")
     created_at: str = Field(alias="createdAt")
     change_cause: str | None = Field(None, alias="changeCause")
@@ -163,6 +165,7 @@ def _new_release(dep: Deployment, change_cause: str | None) -> Release:
         revision=(dep.releases[-1].revision + 1) if dep.releases else 1,
         image=next(iter(images.values()), ""),
         images=images,
+        template=copy.deepcopy(dep.template),
         configHash=config_hash(dep.template),
         createdAt=utc_now_iso(),
         changeCause=change_cause,
@@ -625,7 +628,11 @@ class KubernetesProvider:
             dep.replicas = replicas
         if template_changed:
             dep.template = copy.deepcopy(template)
-            dep.releases.append(_new_release(dep, annotations.get(CHANGE_CAUSE_ANNOTATION)))
+            release = _new_release(dep, annotations.get(CHANGE_CAUSE_ANNOTATION))
+            # As Kubernetes does, going back to an earlier template reuses its ReplicaSet,
+            # which takes the new revision number.
+            dep.releases = [r for r in dep.releases if r.template != dep.template]
+            dep.releases.append(release)
             log.info(
                 "deployment %s/%s: release %s (image %s, config %s)",
                 dep.cluster,
@@ -651,13 +658,17 @@ def _replicaset_body(
 ) -> dict[str, Any]:
     replicas = dep.replicas if current else 0
     ready = status.ready if current else 0
+    template = copy.deepcopy(release.template)
+    pod_hash = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+    labels = template.setdefault("metadata", {}).setdefault("labels", {})
+    labels[TEMPLATE_HASH_LABEL] = pod_hash
     return {
         "kind": "ReplicaSet",
         "apiVersion": "apps/v1",
         "metadata": {
-            "name": f"{dep.name}-{release.config_hash[:10]}{release.revision}",
+            "name": f"{dep.name}-{pod_hash}",
             "namespace": dep.namespace,
-            "labels": {"app": dep.name},
+            "labels": {"app": dep.name, TEMPLATE_HASH_LABEL: pod_hash},
             "annotations": {
                 REVISION_ANNOTATION: str(release.revision),
                 CONFIG_HASH_ANNOTATION: release.config_hash,
@@ -676,10 +687,8 @@ def _replicaset_body(
         },
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": {"app": dep.name}},
-            "template": {
-                "spec": {"containers": [{"name": n, "image": i} for n, i in release.images.items()]}
-            },
+            "selector": {"matchLabels": {"app": dep.name, TEMPLATE_HASH_LABEL: pod_hash}},
+            "template": template,
         },
         "status": {"replicas": replicas, **({"readyReplicas": ready} if ready else {})},
     }

@@ -293,3 +293,48 @@ def test_failed_region_makes_its_cluster_api_unavailable(azure, kube):
     assert kube.call("GET", DEPLOYMENTS).status_code == 503
     control(azure, "POST", "/_local/regions/westeurope/restore")
     assert kube.call("GET", DEPLOYMENTS).status_code == 200
+
+
+def test_replicasets_record_the_whole_template_so_a_rollback_restores_configuration(kube):
+    kube.call(
+        "PATCH",
+        DEPLOYMENTS + "/odoo-web",
+        {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "odoo-web",
+                                "image": "odoo:17.0-bad",
+                                "env": [{"name": "WORKERS", "value": "0"}],
+                            }
+                        ]
+                    }
+                }
+            }
+        },
+        STRATEGIC,
+    )
+    sets = kube.get("/apis/apps/v1/namespaces/odoo/replicasets?labelSelector=app%3Dodoo-web")
+    first = next(
+        rs
+        for rs in sets["items"]
+        if rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+    )
+    template = first["spec"]["template"]
+    assert {e["name"] for e in template["spec"]["containers"][0]["env"]} == {
+        "DB_HOST",
+        "DB_PORT",
+        "DB_NAME",
+    }
+
+    # A rollback puts the old template back: the old ReplicaSet comes back as revision 3.
+    template["metadata"]["labels"].pop("pod-template-hash")
+    resp = kube.call("PATCH", DEPLOYMENTS + "/odoo-web", {"spec": {"template": template}}, MERGE)
+    assert resp.json()["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+    history = kube.get("/_local/namespaces/odoo/deployments/odoo-web/releases")["releases"]
+    assert [(r["revision"], r["image"]) for r in history] == [
+        (2, "odoo:17.0-bad"),
+        (3, "odoo:17.0-20251101"),
+    ]
