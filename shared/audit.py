@@ -158,6 +158,8 @@ class AuditWriter:
         at: datetime | None = None,
     ) -> AuditRecord:
         """Append one record and return it (with its sequence number and hash)."""
+        # Limitation: an append blob takes at most 50,000 blocks and each record is one block,
+        # so one incident's trail holds at most 50,000 records.
         self._ensure_container()
         tail = self._tails.get(incident_id)
         if tail is None:
