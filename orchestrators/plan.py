@@ -149,6 +149,13 @@ class PlanRun:
                     continue
                 if step.runtime_condition:
                     holds, why = decide_runtime_condition(step, self.results)
+                    if holds is None and step.kind == "gate":
+                        holds, why = True, f"{why}; the gate stays"
+                    if holds is None:
+                        record.runs += 1
+                        self.failed(sid, why, now)
+                        progressed = True
+                        break
                     self.decisions.append(f"step '{sid}' {'kept' if holds else 'skipped'}: {why}")
                     if not holds:
                         self._settle(sid, "skipped", now, reason=f"skipped because {why}")

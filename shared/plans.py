@@ -340,12 +340,17 @@ def _build_step(step, context, problems: list[str]) -> PlanStep | None:
     if step.when is not None and not runtime:
         try:
             outcome, reason = evaluate_condition(parse_condition(step.when), context)
-        except KeyError as exc:
-            problems.append(f"{where} field 'when': {exc.args[0]} is not in the plan's context")
-            return None
-        except ValueError as exc:
-            problems.append(f"{where} field 'when': {exc}")
-            return None
+        except (KeyError, ValueError) as exc:
+            missing = isinstance(exc, KeyError)
+            why = f"{exc.args[0]} is not in the plan's context" if missing else str(exc)
+            if not step.is_gate:
+                problems.append(f"{where} field 'when': {why}")
+                return None
+            # When the evidence cannot decide whether a gate is needed, people decide.
+            outcome, reason = (
+                True,
+                f"condition '{step.when}' cannot be decided ({why}): the gate stays",
+            )
         if not outcome:
             skip_reason = f"skipped because {reason}"
 
@@ -429,18 +434,19 @@ def step_references_resolved(inputs: dict[str, Any], results: Mapping[str, Any])
     return resolve(inputs, {"steps": results})
 
 
-def decide_runtime_condition(step: PlanStep, results: Mapping[str, Any]) -> tuple[bool, str]:
+def decide_runtime_condition(step: PlanStep, results: Mapping[str, Any]) -> tuple[bool | None, str]:
     """Decide a condition that reads earlier steps' results, when the step becomes ready.
 
-    A reference that the results do not hold makes the condition false, with a sentence
-    saying so: the executor must not run a gate or step on a guess.
+    Returns None for the outcome when the results cannot decide it (a missing field, values that
+    do not compare), with a sentence saying why; the executor then keeps a gate (people decide)
+    and fails an action step (an operator decides), never running or skipping on a guess.
     """
     try:
         return evaluate_condition(parse_condition(step.condition or ""), {"steps": results})
     except KeyError as exc:
-        return False, f"condition '{step.condition}' cannot be read: {exc.args[0]} is missing"
+        return None, f"condition '{step.condition}' cannot be decided: {exc.args[0]} is missing"
     except ValueError as exc:
-        return False, str(exc)
+        return None, f"condition '{step.condition}' cannot be decided: {exc}"
 
 
 # --- the graph ---------------------------------------------------------------------------------

@@ -506,12 +506,19 @@ def check_runbook(runbook: Runbook) -> list[str]:
             )
         if step.when is not None:
             try:
-                for ref in condition_references(step.when):
+                reads = condition_references(step.when)
+                for ref in reads:
                     if not REFERENCE_PATH.match(ref):
                         problems.append(
                             f"{where}: 'when' reads {ref!r}; a condition reads evidence., "
                             "config. or steps."
                         )
+                kinds = {ref.split(".")[0] for ref in reads}
+                if "steps" in kinds and len(kinds) > 1:
+                    problems.append(
+                        f"{where}: 'when' mixes steps. with evidence. or config.; a condition on "
+                        "step results is decided later and reads step results only"
+                    )
             except ValueError as exc:
                 problems.append(f"{where}: 'when' {exc}")
 

@@ -104,3 +104,34 @@ def test_expired_gate_stops_the_run_with_its_reason():
     assert run.stop == ("expired", "gate 'recovery' expired: nobody answered")
     assert _started(run) == []
     assert run.finished(in_flight=0)
+
+
+def test_fence_gate_opens_when_the_fence_result_cannot_say_it_fenced():
+    doc = runbook(
+        [
+            gate(),
+            hold("fence", after=["approve"]),
+            gate("unfenced", name="fence", when="not steps.fence.fenced", after=["fence"]),
+        ],
+        gates={
+            "recovery": {"approvers": ["DR.Approver"], "explain": "x"},
+            "fence": {"approvers": ["DR.Approver"], "explain": "y"},
+        },
+    )
+    for result, opens in (({"fenced": True}, False), ({"fenced": False}, True), ({}, True)):
+        run = _run(doc)
+        _started(run)
+        run.gate_decided("approve", GateOutcome(decision="approved"), T0)
+        _started(run)
+        run.succeeded("fence", result, T0)
+        assert (_started(run) == ["unfenced"]) is opens
+        assert run.records["unfenced"].status == ("running" if opens else "skipped")
+
+
+def test_action_whose_condition_cannot_be_decided_parks():
+    run = _run(runbook([check("a"), check("b", when="steps.a.ok", after=["a"])], gates={}))
+    _started(run)
+    run.succeeded("a", {}, T0)
+    assert _started(run) == []
+    assert run.parked == ["b"]
+    assert "steps.a.ok is missing" in run.records["b"].error

@@ -103,11 +103,22 @@ def test_null_input_is_refused():
         build_plan(load_runbook("regional-outage"), evidence(promote__reason=None), config())
 
 
-def test_condition_on_missing_evidence_is_refused():
+def test_condition_of_a_step_on_missing_evidence_is_refused():
     ev = evidence()
-    del ev["rpo.exposure_s"]
-    with pytest.raises(PlanError, match="step 'accept-data-loss' field 'when': evidence.rpo"):
-        build_plan(load_runbook("regional-outage"), ev, config())
+    del ev["dependency.kind"]
+    with pytest.raises(PlanError, match="step 'pause-integration' field 'when': evidence.depen"):
+        build_plan(load_runbook("dependency-failure"), ev, config())
+
+
+def test_gate_stays_when_the_evidence_cannot_decide_it():
+    for ev in (
+        evidence(rpo__exposure_s=None),
+        {k: v for k, v in evidence().items() if k != "rpo.exposure_s"},
+    ):
+        plan = build_plan(load_runbook("regional-outage"), ev, config())
+        step = plan.step("accept-data-loss")
+        assert not step.skipped and "rpo" in plan.gates
+        assert "cannot be decided" in plan.gates["rpo"].reason
 
 
 def test_skipped_step_does_not_need_its_inputs():
@@ -172,13 +183,13 @@ def test_blocked_by_covers_descendants_only():
     assert blocked_by(plan, ["a"]) == {"c", "e"}
 
 
-def test_runtime_condition_reads_results_and_fails_closed():
+def test_runtime_condition_reads_results_and_says_when_it_cannot_decide():
     plan = _regional()
     step = plan.step("accept-unfenced")
     assert decide_runtime_condition(step, {"fence-old-primary": {"fenced": False}})[0] is True
     assert decide_runtime_condition(step, {"fence-old-primary": {"fenced": True}})[0] is False
     holds, why = decide_runtime_condition(step, {"fence-old-primary": {}})
-    assert holds is False and "cannot be read" in why
+    assert holds is None and "steps.fence-old-primary.fenced is missing" in why
 
 
 def test_plan_round_trips_as_plain_json():

@@ -200,3 +200,8 @@ def test_file_name_must_match_path(tmp_path):
 def test_unknown_runbook_name_lists_the_paths(tmp_path):
     with pytest.raises(RunbookError, match="no runbook 'nope'"):
         load_runbook("nope", tmp_path)
+
+
+def test_condition_mixing_step_results_and_evidence_is_refused():
+    doc = runbook([check("a"), check("b", after=["a"], when="steps.a.lag > config.max")])
+    assert "mixes steps. with evidence. or config." in _problems(doc)
