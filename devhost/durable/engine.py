@@ -38,9 +38,7 @@ log = logging.getLogger(__name__)
 _OUT_OF_PROC_MARKER = "\n\n$OutOfProcData$:"
 INLINE_REPLAY_EVENTS = 300
 # The event types the SDK's replay reads (clock, start, completions, events, continue-as-new,
-# entity messages). It skips scheduling events and episode ends, and it parses the timestamp
-# of every event it is given, so the history handed to it leaves those out: the stored history
-# keeps them all.
+# entity messages); it skips scheduling events and episode ends. The stored history keeps all.
 REPLAY_EVENT_TYPES = frozenset(
     {
         h.EXECUTION_STARTED,
@@ -463,7 +461,7 @@ class Engine:
             row.history.append(item.event)
 
         ctx = {
-            "history": [ev for ev in row.history if ev["EventType"] in REPLAY_EVENT_TYPES],
+            "history": _replay_view(row.history),
             "input": json.loads(row.input) if row.input is not None else None,
             "instanceId": row.instance_id,
             "isReplaying": False,
@@ -489,12 +487,12 @@ class Engine:
             )
 
         # The instance may have been terminated, purged or restarted while the replay ran.
-        current = self.store.get(row.instance_id)
-        if current is None or current.execution_id != row.execution_id:
+        current = self.store.peek(row.instance_id)
+        if current is None or current[1] != row.execution_id:
             return
-        if current.status not in ACTIVE_STATUSES:
+        if current[0] not in ACTIVE_STATUSES:
             return
-        suspended = current.status == "Suspended"
+        suspended = current[0] == "Suspended"
 
         commit = Commit(instance=row, consumed=[b.seq for b in batch] + stale)
         row.episodes += 1
@@ -912,6 +910,23 @@ class Engine:
                 Details=f"{type(exc).__name__}: {exc}",
             )
         return h.event(h.TASK_COMPLETED, h.utcnow(), TaskScheduledId=item.task_id, Result=text)
+
+
+def _replay_view(history: list[dict]) -> list[dict]:
+    """The history as handed to the SDK: only the events its replay reads.
+
+    The SDK parses every event's timestamp (dateutil, the bulk of a replay's cost) but reads
+    only OrchestratorStarted's, as the orchestration clock; the others get just their date.
+    """
+    view = []
+    for ev in history:
+        t = ev["EventType"]
+        if t not in REPLAY_EVENT_TYPES:
+            continue
+        if t != h.ORCHESTRATOR_STARTED:
+            ev = {**ev, "Timestamp": ev["Timestamp"][:10]}
+        view.append(ev)
+    return view
 
 
 def _custom_status(state: dict) -> str | None:

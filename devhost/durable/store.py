@@ -159,6 +159,13 @@ class Store:
         ).fetchone()
         return _row(r) if r else None
 
+    def peek(self, instance_id: str) -> tuple[str, str] | None:
+        """(status, execution id) of an instance, without decoding its history."""
+        r = self.db.execute(
+            "SELECT status, execution_id FROM instances WHERE instance_id=?", (instance_id,)
+        ).fetchone()
+        return (r["status"], r["execution_id"]) if r else None
+
     def inbox(self, instance_id: str) -> list[InboxEvent]:
         rows = self.db.execute(
             "SELECT seq, execution_id, event FROM inbox WHERE instance_id=? ORDER BY seq",

@@ -359,6 +359,7 @@ class AksProvider:
 
     def _power(self, req: ArmRequest, ctx: ArmContext, target: str) -> ArmResponse:
         """Start or stop a cluster: 204 when it is already so, else a 202 with ``location``."""
+        _enforce_locks(self.state, req)
         with self.state.lock:
             cluster = self._cluster(req)
             if cluster.power_state == target and cluster.provisioning_state == "Succeeded":
@@ -424,6 +425,7 @@ class AksProvider:
                 f"agent pool name {name!r} must match ^[a-z][a-z0-9]{{0,11}}$",
             )
         props = _pool_properties(req.body)
+        _enforce_locks(self.state, req)
         with self.state.lock:
             cluster = self._cluster(req)
             if cluster.power_state != "Running":
@@ -557,6 +559,12 @@ def _apply_pool_request(
     else:
         word = "Updating"
     return pool, nodes, word
+
+
+def _enforce_locks(state: Any, req: ArmRequest) -> None:
+    from devhost.localazure import locks
+
+    locks.enforce(state, req.method, req.path)
 
 
 def _lowercase_location(response: ArmResponse) -> ArmResponse:

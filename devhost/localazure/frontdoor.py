@@ -103,6 +103,7 @@ class FrontDoorProvider:
         profile = trafficmanager.find_profile(self.state, self.section.profile)
         if profile is None:
             raise LookupError("the front door's Traffic Manager profile no longer exists")
+        # Limitation: every profile is resolved by priority, whatever its routing method says.
         choice = trafficmanager.choose_endpoint(self.state, profile)
         resolution = Resolution(
             profile=profile.name,

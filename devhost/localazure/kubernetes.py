@@ -178,6 +178,7 @@ def rollout_status(dep: Deployment, cap: aks.ClusterCapacity, delay: float) -> R
     While a rollout is under way the pods of the previous template stay ready (a rolling
     update); pods whose nodes appeared after the change start from nothing.
     """
+    # Limitation: pods are counted, not scheduled; any number of replicas fits on one node.
     if cap.nodes_since is None:
         return RolloutStatus(
             replicas=dep.replicas,

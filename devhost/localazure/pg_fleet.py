@@ -356,32 +356,10 @@ class PostgresFleet:
                 )
 
     def create_replica(self, rec: ServerRecord, primary: ServerRecord) -> None:
-        """A streaming standby of ``primary``: a replication slot and ``pg_basebackup -R``."""
+        """A streaming standby of ``primary``: a replication slot, pg_basebackup, standby.signal."""
         self._prepare_home(rec)
         self._ensure_slot(primary, rec)
-        data = self.home(rec) / "data"
-        if data.exists():
-            shutil.rmtree(data)
-        run_server_tool(
-            [
-                str(bin_dir() / "pg_basebackup"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(primary.port),
-                "-U",
-                "postgres",
-                "-D",
-                str(data),
-                "-X",
-                "stream",
-                "-S",
-                rec.slot,
-                "-c",
-                "fast",
-            ],
-            timeout=300,
-        )
+        self._basebackup(rec, primary)
         rec.role = "AsyncReplica"
         rec.replicaOf = primary.name
         self._write_conf(rec, primary_port=primary.port)
@@ -592,17 +570,27 @@ class PostgresFleet:
         )
 
     def _drop_slot(self, primary: ServerRecord, replica: ServerRecord) -> None:
+        """Drop the promoted replica's slot on its old primary, once the walsender let go."""
         if not self.facts(primary)["reachable"]:
             return
-        try:
-            run_sql(
-                primary.port,
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                "WHERE slot_name = %s AND NOT active",
-                [replica.slot],
-            )
-        except psycopg.Error as exc:
-            log.warning("could not drop slot %s on %s: %s", replica.slot, primary.name, exc)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                rows = run_sql(
+                    primary.port,
+                    "SELECT active FROM pg_replication_slots WHERE slot_name = %s",
+                    [replica.slot],
+                )
+                if not rows:
+                    return
+                if not rows[0][0]:
+                    run_sql(primary.port, "SELECT pg_drop_replication_slot(%s)", [replica.slot])
+                    return
+            except psycopg.Error as exc:
+                log.warning("could not drop slot %s on %s: %s", replica.slot, primary.name, exc)
+                return
+            time.sleep(0.1)
+        log.warning("slot %s on %s still in use: left in place", replica.slot, primary.name)
 
     def _demote(self, old: ServerRecord, new: ServerRecord) -> None:
         """Make the old primary a standby of the new one, rewound first (timelines split)."""
@@ -613,6 +601,27 @@ class PostgresFleet:
             return
         self.stop(old, "fast")
         self._ensure_slot(new, old)
+        # pg_rewind reads the new primary's timeline from its control file, which says the new
+        # timeline only after a checkpoint; without one it wrongly finds nothing to rewind.
+        run_sql(new.port, "CHECKPOINT")
+        try:
+            self._rewind(old, new)
+        except RuntimeError as exc:
+            log.warning(
+                "pg_rewind of %s failed (%s): copying it afresh from %s", old.name, exc, new.name
+            )
+            self._basebackup(old, new)
+        old.role, old.replicaOf, old.partitioned = "AsyncReplica", new.name, False
+        self._write_conf(old, primary_port=new.port)
+        self._start(old)
+        self.save()
+        log.info("switchover: %s now follows %s", old.name, new.name)
+
+    def _rewind(self, old: ServerRecord, new: ServerRecord) -> None:
+        """Rewind the old primary's data to where the timelines split, using its own archive."""
+        archive = self.archive_dir(old)
+        self._write_conf(old, recovery={"restore_command": f"'cp {archive}/%f %p'"})
+        (self.home(old) / "data" / "recovery.signal").unlink(missing_ok=True)
         run_server_tool(
             [
                 str(bin_dir() / "pg_rewind"),
@@ -620,14 +629,35 @@ class PostgresFleet:
                 str(self.home(old) / "data"),
                 "--source-server",
                 self.dsn(new),
+                "--restore-target-wal",
             ],
             timeout=300,
         )
-        old.role, old.replicaOf, old.partitioned = "AsyncReplica", new.name, False
-        self._write_conf(old, primary_port=new.port)
-        self._start(old)
-        self.save()
-        log.info("switchover: %s now follows %s", old.name, new.name)
+
+    def _basebackup(self, rec: ServerRecord, primary: ServerRecord) -> None:
+        data = self.home(rec) / "data"
+        if data.exists():
+            shutil.rmtree(data)
+        run_server_tool(
+            [
+                str(bin_dir() / "pg_basebackup"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(primary.port),
+                "-U",
+                "postgres",
+                "-D",
+                str(data),
+                "-X",
+                "stream",
+                "-S",
+                rec.slot,
+                "-c",
+                "fast",
+            ],
+            timeout=300,
+        )
 
     # -- point-in-time restore ---------------------------------------------------------------
 

@@ -252,6 +252,7 @@ class PostgresProvider:
             )
 
     def _region_up(self, rec: ServerRecord) -> None:
+        """Inside an operation: a server whose region is down makes the operation fail."""
         if self.state.region_failed(rec.location):
             raise ArmError(
                 503,
@@ -331,14 +332,13 @@ class PostgresProvider:
     def _begin_create(
         self, req: ArmRequest, ctx: ArmContext, body: dict, properties: dict, location: str
     ) -> ArmResponse:
-        if self.state.region_failed(location):
-            raise ArmError(503, "RegionUnavailable", f"region {location} is unavailable")
         rec = self._new_record(req, body, properties, location, "Default")
         password = properties.get("administratorLoginPassword")
         self.fleet.add(rec)
 
         def work() -> dict:
             try:
+                self._region_up(rec)
                 self.fleet.create_primary(rec, [], password)
             except Exception:
                 self.fleet.delete(rec)
@@ -369,8 +369,6 @@ class PostgresProvider:
             raise ArmError(
                 400, "InvalidParameterValue", f"pointInTimeUTC {raw_time} is in the future"
             )
-        if self.state.region_failed(location):
-            raise ArmError(503, "RegionUnavailable", f"region {location} is unavailable")
         rec = self._new_record(req, body, properties, location, "PointInTimeRestore")
         rec.administratorLogin = source.administratorLogin
         rec.sourceServer = source.name
@@ -379,6 +377,10 @@ class PostgresProvider:
 
         def work() -> dict:
             try:
+                # Backups and the WAL archive live in the source's region (no geo-redundant
+                # backup here), so a failed region has nothing to restore from.
+                self._region_up(source)
+                self._region_up(rec)
                 self.fleet.restore(rec, source, target)
             except Exception:
                 self.fleet.delete(rec)
@@ -391,9 +393,6 @@ class PostgresProvider:
         self, req: ArmRequest, ctx: ArmContext, body: dict, properties: dict, location: str
     ) -> ArmResponse:
         source = self._source(properties)
-        self._region_up(source)
-        if self.state.region_failed(location):
-            raise ArmError(503, "RegionUnavailable", f"region {location} is unavailable")
         rec = self._new_record(req, body, properties, location, "Replica")
         rec.administratorLogin = source.administratorLogin
         rec.sourceServer = source.name
@@ -401,6 +400,8 @@ class PostgresProvider:
 
         def work() -> dict:
             try:
+                self._region_up(source)
+                self._region_up(rec)
                 self.fleet.create_replica(rec, source)
             except Exception:
                 self.fleet.delete(rec)
@@ -531,11 +532,11 @@ class PostgresProvider:
 
     def put_backup(self, req: ArmRequest, ctx: ArmContext) -> ArmResponse:
         rec = self._server(req)
-        self._region_up(rec)
         name = req.params["backup"]
 
         def work() -> dict:
             with self.fleet.server_lock(rec.name):
+                self._region_up(rec)
                 backup = self.fleet.take_backup(
                     rec, name, backup_type="Customer On-Demand", source="Customer"
                 )

@@ -509,6 +509,9 @@ def _enforce_locks(state: Any, req: ArmRequest) -> None:
 
 def monitor_status(state: Any, profile: Profile, ep: Endpoint) -> str:
     """What Traffic Manager's probes say about ``ep`` now."""
+    # Limitation: the probe result is taken when the status is read, so an endpoint is
+    # Degraded at once, not after intervalInSeconds x (toleratedNumberOfFailures + 1); nested
+    # endpoints have no child profile behind them and count as Degraded.
     if not profile.enabled or not ep.enabled:
         return "Disabled"
     if ep.properties.get("alwaysServe") == "Enabled":
