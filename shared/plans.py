@@ -354,11 +354,19 @@ def _build_step(step, context, problems: list[str]) -> PlanStep | None:
         if not outcome:
             skip_reason = f"skipped because {reason}"
 
-    inputs = _resolve_inputs(where, "inputs", step.inputs, context, problems, skip_reason)
+    inputs = _resolve_inputs(
+        where, "inputs", step.action, step.inputs, context, problems, skip_reason
+    )
     compensation = None
     if step.compensation is not None:
         comp_inputs = _resolve_inputs(
-            where, "compensation.inputs", step.compensation.inputs, context, problems, skip_reason
+            where,
+            "compensation.inputs",
+            step.compensation.action,
+            step.compensation.inputs,
+            context,
+            problems,
+            skip_reason,
         )
         compensation = PlanCompensation(
             action=step.compensation.action,
@@ -389,8 +397,13 @@ def _build_step(step, context, problems: list[str]) -> PlanStep | None:
     return built
 
 
-def _resolve_inputs(where, field, inputs, context, problems, skip_reason) -> dict[str, Any]:
-    """Resolve one mapping of inputs; a skipped step keeps what it cannot resolve, unresolved."""
+def _resolve_inputs(where, field, action, inputs, context, problems, skip_reason) -> dict:
+    """Resolve one mapping of inputs; a skipped step keeps what it cannot resolve, unresolved.
+
+    A required input that resolves to null is an error; an optional one is left out, so the
+    activity uses its own default.
+    """
+    required = set(ACTIONS[action].required) if action in ACTIONS else set()
     resolved: dict[str, Any] = {}
     for name, value in inputs.items():
         try:
@@ -402,7 +415,10 @@ def _resolve_inputs(where, field, inputs, context, problems, skip_reason) -> dic
             problems.append(f"{where} {field} '{name}': {exc.args[0]} is not in the plan's context")
             continue
         if resolved[name] is None and skip_reason is None:
-            problems.append(f"{where} {field} '{name}': resolved to nothing (null)")
+            if name in required:
+                problems.append(f"{where} {field} '{name}': resolved to nothing (null)")
+            else:
+                del resolved[name]
     return resolved
 
 

@@ -98,9 +98,14 @@ def test_missing_config_names_step_and_field_for_every_problem():
     assert any(p.startswith("step 'start-odoo-secondary'") for p in problems)
 
 
-def test_null_input_is_refused():
-    with pytest.raises(PlanError, match="inputs 'reason': resolved to nothing"):
-        build_plan(load_runbook("regional-outage"), evidence(promote__reason=None), config())
+def test_null_required_input_is_refused():
+    with pytest.raises(PlanError, match="inputs 'option': resolved to nothing"):
+        build_plan(load_runbook("regional-outage"), evidence(promote__option=None), config())
+
+
+def test_null_optional_input_is_left_to_the_activity_default():
+    plan = build_plan(load_runbook("regional-outage"), evidence(promote__reason=None), config())
+    assert "reason" not in plan.step("promote-replica").inputs
 
 
 def test_condition_of_a_step_on_missing_evidence_is_refused():
