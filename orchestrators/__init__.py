@@ -1,5 +1,8 @@
 """Deterministic orchestrator functions: no I/O, no clock but the context's, no randomness."""
 
+from orchestrators.approval import bp as approval_bp
+from orchestrators.incident import bp as incident_bp
+from orchestrators.plan import bp as plan_bp
 from orchestrators.sample import bp as sample_bp
 
-blueprints = [sample_bp]
+blueprints = [incident_bp, plan_bp, approval_bp, sample_bp]

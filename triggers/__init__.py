@@ -1,5 +1,9 @@
 """The edges of the app: HTTP, Event Grid and timer functions."""
 
+from triggers.approvals import bp as approvals_bp
+from triggers.incidents import bp as incidents_bp
+from triggers.intake import bp as intake_bp
+from triggers.openapi import bp as openapi_bp
 from triggers.sample import bp as sample_bp
 
-blueprints = [sample_bp]
+blueprints = [intake_bp, incidents_bp, approvals_bp, openapi_bp, sample_bp]

@@ -1,0 +1,85 @@
+"""Small helpers the HTTP triggers share: JSON answers, bodies, bearer tokens, thread hops."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import azure.functions as func
+
+from shared.auth import AuthConfigError, Forbidden, TokenValidator, Unauthenticated
+from shared.models import Principal
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def answer(status: int, body: Any, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body, default=str),
+        status_code=status,
+        mimetype="application/json",
+        headers=headers or {},
+    )
+
+
+def error(status: int, message: str) -> func.HttpResponse:
+    return answer(status, {"error": message})
+
+
+class BadRequest(Exception):
+    """The request cannot be used; the message says why (answered 400, or the given status)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def json_object(req: func.HttpRequest, *, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
+    """The body as a JSON object, or BadRequest naming what is wrong with it."""
+    body = req.get_body() or b""
+    if len(body) > limit:
+        raise BadRequest(f"body is {len(body)} bytes; the limit is {limit}", 413)
+    if not body.strip():
+        raise BadRequest("body is empty; a JSON object is expected")
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"body must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+@lru_cache(maxsize=1)
+def _validator() -> TokenValidator:
+    return TokenValidator.from_settings()
+
+
+def authenticate(req: func.HttpRequest) -> Principal:
+    """The caller behind the bearer token. Raises Unauthenticated before anything is looked up."""
+    try:
+        validator = _validator()
+    except AuthConfigError as exc:
+        log.error("bearer tokens cannot be checked: %s", exc)
+        raise Unauthenticated(f"this app cannot check bearer tokens: {exc}") from None
+    return validator.authenticate(req.headers.get("Authorization"))
+
+
+def auth_error(exc: Exception) -> func.HttpResponse:
+    if isinstance(exc, Forbidden):
+        return error(403, str(exc))
+    return answer(
+        401, {"error": str(exc)}, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    )
+
+
+async def in_thread(fn: Callable[..., T], *args, **kwargs) -> T:
+    """Run blocking storage work off the event loop the async client functions run on."""
+    return await asyncio.to_thread(fn, *args, **kwargs)

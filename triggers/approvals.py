@@ -1,0 +1,211 @@
+"""Approvals over HTTP: an approver's decision at an open gate, and the Teams card relay.
+
+Order of checks, so that nothing leaks and nothing is half-done: the bearer token first (401
+before any lookup), then the body (400), then the incident (404), the open gate (409), the
+person's right to decide it (403, audited). The decision is recorded in the store before the
+gate's doorbell rings, so a decision that arrives before the gate waits is applied once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import azure.durable_functions as df
+import azure.functions as func
+from pydantic import BaseModel, Field, ValidationError
+
+from shared import runtime
+from shared.auth import (
+    ActionTokenSigner,
+    AuthConfigError,
+    AuthError,
+    Forbidden,
+    Unauthenticated,
+    require_role,
+)
+from shared.folding import doorbell_event
+from shared.gates import refusal
+from shared.models import ApprovalDecision, Decision, Gate, Principal
+from triggers._http import (
+    BadRequest,
+    answer,
+    auth_error,
+    authenticate,
+    error,
+    in_thread,
+    json_object,
+)
+
+log = logging.getLogger(__name__)
+
+bp = df.Blueprint()
+
+RELAY_ROLE = "DR.ApprovalRelay"
+
+
+class DecisionBody(BaseModel):
+    gate: Gate
+    decision: Decision
+    comment: str = Field(default="", max_length=2000)
+
+
+class CardBody(BaseModel):
+    """What the Logic App relays from a Teams card: the action token and who pressed it."""
+
+    action_token: str = Field(min_length=10, max_length=4000, alias="actionToken")
+    responder: str = Field(min_length=1, max_length=320, description="the responder's UPN")
+    responder_id: str | None = Field(default=None, alias="responderId", max_length=200)
+    comment: str = Field(default="", max_length=2000)
+
+    model_config = {"populate_by_name": True}
+
+
+def _messages(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+
+
+def decide(incident_id: str, principal: Principal, body: DecisionBody, via: str) -> dict:
+    """Check the gate and the person, record the decision; returns what to answer."""
+    stores = runtime.stores()
+    if stores.stores.incidents.get(incident_id) is None:
+        return {"status": 404, "error": f"no incident {incident_id!r}"}
+    gate = stores.gates.current(incident_id, body.gate.value)
+    if gate is None:
+        return {
+            "status": 409,
+            "error": f"the '{body.gate.value}' gate of {incident_id} is not open",
+        }
+    why = refusal(gate.policy, principal)
+    if why:
+        runtime.audit().append(
+            incident_id,
+            "approval.refused",
+            actor=principal.name,
+            reason=why,
+            detail={"gate": body.gate.value, "decision": body.decision.value, "via": via},
+        )
+        return {"status": 403, "error": why}
+    recorded = stores.stores.approvals.record(
+        ApprovalDecision(
+            incident_id=incident_id,
+            gate=body.gate,
+            decision=body.decision,
+            approver=principal,
+            comment=body.comment,
+            decided_at=datetime.now(UTC),
+            via=via,
+        )
+    )
+    if recorded.created:
+        runtime.audit().append(
+            incident_id,
+            f"approval.{body.decision.value}",
+            actor=principal.name,
+            reason=body.comment or f"{body.decision.value} at the '{body.gate.value}' gate",
+            detail={"gate": body.gate.value, "subject": principal.subject, "via": via},
+        )
+    number = stores.doorbells.ring(gate.policy.instance_id)
+    return {
+        "status": 202,
+        "instance_id": gate.policy.instance_id,
+        "doorbell": number,
+        "body": {
+            "incidentId": incident_id,
+            "gate": body.gate.value,
+            "decision": recorded.decision.decision.value,
+            "approver": recorded.decision.approver.name,
+            "recorded": recorded.created,
+            "repeated": not recorded.created,
+        },
+    }
+
+
+async def _answer(client: df.DurableOrchestrationClient, result: dict) -> func.HttpResponse:
+    if result["status"] != 202:
+        return error(result["status"], result["error"])
+    try:
+        await client.raise_event(result["instance_id"], doorbell_event(result["doorbell"]), None)
+    except Exception as exc:  # recorded already; the gate re-reads the store within a minute
+        log.warning("doorbell of %s not rung: %s", result["instance_id"], exc)
+    return answer(202, result["body"])
+
+
+@bp.route(route="incidents/{id}/approvals", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def approve(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    """An approver decides an open gate (bearer token with the gate's role)."""
+    try:
+        principal = authenticate(req)
+    except AuthError as exc:
+        return auth_error(exc)
+    try:
+        body = DecisionBody.model_validate(json_object(req))
+    except BadRequest as exc:
+        return error(exc.status, str(exc))
+    except ValidationError as exc:
+        return error(400, _messages(exc))
+    incident_id = req.route_params.get("id", "")
+    result = await in_thread(decide, incident_id, principal, body, "http")
+    return await _answer(client, result)
+
+
+def _signer() -> ActionTokenSigner:
+    return ActionTokenSigner.from_settings()
+
+
+def relay(body: CardBody) -> dict:
+    """Spend the card's action token and decide as the responder it names."""
+    try:
+        signer = _signer()
+    except AuthConfigError as exc:
+        return {"status": 503, "error": str(exc)}
+    try:
+        claims = signer.verify(body.action_token)
+    except Unauthenticated as exc:
+        return {"status": 401, "error": str(exc)}
+    stores = runtime.stores()
+    gate = stores.gates.current(claims.incident_id, claims.gate.value)
+    if gate is None:
+        return {"status": 409, "error": f"the '{claims.gate.value}' gate is not open"}
+    member = next(
+        (g for g in gate.policy.groups if body.responder.lower() in {m.lower() for m in g.members}),
+        None,
+    )
+    if member is None:
+        return {
+            "status": 403,
+            "error": f"{body.responder} is not an approver of the '{claims.gate.value}' gate",
+        }
+    try:
+        signer.spend(body.action_token, stores.stores.action_tokens)
+    except Unauthenticated as exc:
+        return {"status": 409 if "already used" in str(exc) else 401, "error": str(exc)}
+    principal = Principal(
+        subject=body.responder_id or body.responder, name=body.responder, roles=(member.role,)
+    )
+    return decide(
+        claims.incident_id,
+        principal,
+        DecisionBody(gate=claims.gate, decision=claims.decision, comment=body.comment),
+        "card",
+    )
+
+
+@bp.route(route="approvals/card", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def card_relay(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    """The Logic App relays a Teams card answer (its own identity holds DR.ApprovalRelay)."""
+    try:
+        relay_principal = authenticate(req)
+        require_role(relay_principal, RELAY_ROLE)
+    except (AuthError, Forbidden) as exc:
+        return auth_error(exc)
+    try:
+        body = CardBody.model_validate(json_object(req))
+    except BadRequest as exc:
+        return error(exc.status, str(exc))
+    except ValidationError as exc:
+        return error(400, _messages(exc))
+    result = await in_thread(relay, body)
+    return await _answer(client, result)

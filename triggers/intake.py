@@ -1,0 +1,211 @@
+"""Signal intake: Azure Monitor alerts over HTTP and Event Grid events, folded into incidents.
+
+Each signal is parsed into a ``Signal``, de-duplicated (Azure Monitor retries a webhook up to
+five times, Event Grid delivers at least once), folded into the incident of its correlation
+key, and recorded with its disposition. Only the request that wins the conditional insert into
+the incident index starts the orchestration. Bad input is answered 4xx and starts nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from shared import runtime
+from shared.config import ConfigError
+from shared.folding import Intake, doorbell_event, fold
+from shared.incident import IncidentStart
+from shared.models import Signal
+from shared.signals import MAX_ALERT_BYTES, SignalError, parse_alert, parse_event
+from triggers._http import answer, error, in_thread
+
+log = logging.getLogger(__name__)
+
+bp = df.Blueprint()
+
+INTAKE_TRAIL = "intake"
+
+
+def record_disposition(signal: Signal, intake: Intake, raw: bytes | None) -> None:
+    """Keep the raw payload and append the disposition to the incident's (or intake's) trail."""
+    stores = runtime.stores()
+    if raw is not None and signal.raw is not None and not intake.duplicate:
+        try:
+            stores.stores.raw.save(signal.raw, raw)
+        except Exception as exc:  # the payload copy is evidence, not a reason to drop the signal
+            log.warning("raw payload of %s not kept: %s", signal.dedupe_key, exc)
+    trail = intake.incident_id or f"{INTAKE_TRAIL}.{datetime.now(UTC):%Y%m%d}"
+    runtime.audit().append(
+        trail,
+        f"signal.{intake.disposition}",
+        actor=signal.rule_name or signal.source.value,
+        reason=intake.reason,
+        detail={
+            "dedupe_key": signal.dedupe_key,
+            "kind": signal.kind.value,
+            "condition": signal.condition.value,
+            "resource_id": signal.resource_id,
+            "severity": signal.severity,
+            "duplicate": intake.duplicate,
+            "raw_sha256": signal.raw.sha256 if signal.raw else None,
+        },
+    )
+
+
+def fold_and_record(signal: Signal, raw: bytes | None, declared_by: str = "system") -> Intake:
+    intake = fold(signal, config=runtime.config(), stores=runtime.stores(), declared_by=declared_by)
+    record_disposition(signal, intake, raw)
+    return intake
+
+
+def incident_start(signal: Signal, intake: Intake, **extra: Any) -> dict:
+    return IncidentStart(
+        incident_id=intake.incident_id,
+        correlation_key=intake.correlation_key,
+        environment=signal.environment,
+        family=intake.family.value,
+        declared_by=extra.pop("declared_by", "system"),
+        declared_at=datetime.now(UTC),
+        first_signal=signal,
+        **extra,
+    ).model_dump(mode="json")
+
+
+async def start_or_ring(
+    client: df.DurableOrchestrationClient, signal: Signal, intake: Intake, **extra: Any
+) -> None:
+    """Start the incident's orchestration (winner) or ring its doorbell (news for it)."""
+    if intake.incident_id is None:
+        return
+    if intake.started:
+        await client.start_new(
+            "incident", intake.incident_id, incident_start(signal, intake, **extra)
+        )
+        log.info("incident '%s' orchestration started", intake.incident_id)
+        return
+    if not (intake.notify or intake.duplicate):
+        return
+    status = await client.get_status(intake.incident_id)
+    if not status or not getattr(status, "runtime_status", None):
+        # The request that won the insert died before starting it: start it now (a start with
+        # a running id is refused by the host, so two rescuers cannot start it twice).
+        summary = await in_thread(runtime.stores().stores.incidents.get, intake.incident_id)
+        if summary is not None and summary.ended_at is None:
+            recovered = intake.model_copy(
+                update={"correlation_key": summary.correlation_key, "family": summary.family}
+            )
+            await client.start_new(
+                "incident", intake.incident_id, incident_start(signal, recovered, **extra)
+            )
+            log.warning("incident '%s' had no orchestration: started it", intake.incident_id)
+        return
+    if intake.notify:
+        number = await in_thread(runtime.stores().doorbells.ring, intake.incident_id)
+        await client.raise_event(intake.incident_id, doorbell_event(number), None)
+
+
+def intake_answer(intake: Intake, client: df.DurableOrchestrationClient | None) -> dict:
+    uri = None
+    if intake.incident_id and client is not None:
+        uri = client.create_http_management_payload(intake.incident_id)["statusQueryGetUri"]
+    return {
+        "incidentId": intake.incident_id,
+        "disposition": intake.disposition,
+        "reason": intake.reason,
+        "statusQueryGetUri": uri,
+        "duplicate": intake.duplicate,
+    }
+
+
+@bp.route(route="alerts", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def alerts(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Azure Monitor action group webhook (common alert schema; older schemas mapped)."""
+    body = req.get_body() or b""
+    if len(body) > MAX_ALERT_BYTES:
+        return error(413, f"alert is {len(body)} bytes; the limit is {MAX_ALERT_BYTES}")
+    try:
+        config = runtime.config()
+    except ConfigError as exc:
+        log.error("configuration cannot be loaded: %s", exc)
+        return error(503, f"the configuration cannot be loaded: {exc}")
+    try:
+        signal = parse_alert(body, config=config)
+    except SignalError as exc:
+        return error(400, str(exc))
+    intake = await in_thread(fold_and_record, signal, body)
+    await start_or_ring(client, signal, intake)
+    log.info("alert %s: %s (%s)", signal.dedupe_key, intake.disposition, intake.incident_id)
+    return answer(202, intake_answer(intake, client))
+
+
+def _event_document(event: Any) -> Any:
+    """The event as the JSON document Event Grid sent (either schema)."""
+    if isinstance(event, dict):
+        return event
+    to_dict = getattr(event, "_to_dict", None) or getattr(event, "to_dict", None)
+    if hasattr(event, "specversion") or type(event).__name__ == "CloudEvent":
+        data = getattr(event, "data", None)
+        return {
+            "id": getattr(event, "id", None),
+            "source": getattr(event, "source", None),
+            "type": getattr(event, "type", None),
+            "subject": getattr(event, "subject", None),
+            "time": _iso(getattr(event, "time", None)),
+            "specversion": getattr(event, "specversion", "1.0"),
+            "data": data,
+        }
+    if isinstance(event, func.EventGridEvent):
+        try:
+            data = event.get_json()
+        except (ValueError, TypeError):
+            data = None
+        return {
+            "id": event.id,
+            "topic": event.topic,
+            "subject": event.subject,
+            "eventType": event.event_type,
+            "eventTime": _iso(event.event_time),
+            "dataVersion": event.data_version,
+            "data": data,
+        }
+    if callable(to_dict):
+        return to_dict()
+    return event
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+@bp.event_grid_trigger(arg_name="event")
+@bp.durable_client_input(client_name="client")
+async def eventgrid_signals(event: func.EventGridEvent, client: df.DurableOrchestrationClient):
+    """Event Grid subscription (Event Grid schema or CloudEvents 1.0); never raises on garbage."""
+    try:
+        document = _event_document(event)
+        raw = json.dumps(document, default=str, sort_keys=True).encode()
+        signal = parse_event(document, config=runtime.config())
+    except (SignalError, ConfigError, TypeError, ValueError) as exc:
+        # Event Grid would retry an exception for a day; an unusable event is recorded instead.
+        log.warning("event not usable, recorded and dropped: %s", exc)
+        await in_thread(_record_unusable, event, str(exc))
+        return
+    intake = await in_thread(fold_and_record, signal, raw)
+    await start_or_ring(client, signal, intake)
+    log.info("event %s: %s (%s)", signal.dedupe_key, intake.disposition, intake.incident_id)
+
+
+def _record_unusable(event: Any, why: str) -> None:
+    runtime.audit().append(
+        f"{INTAKE_TRAIL}.{datetime.now(UTC):%Y%m%d}",
+        "signal.unusable",
+        actor="event-grid",
+        reason=why,
+        detail={"event_id": getattr(event, "id", None)},
+    )
