@@ -122,6 +122,14 @@ class MonitorCondition(StrEnum):
     RESOLVED = "resolved"
 
 
+class Disposition(StrEnum):
+    """What intake did with a signal (the ``disposition`` of ``POST /api/alerts``)."""
+
+    STARTED = "started"
+    FOLDED = "folded"
+    IGNORED = "ignored"
+
+
 class RawRef(BaseModel):
     """Where the exact bytes of a signal are kept: their sha256 and the blob they go to."""
 

@@ -289,6 +289,8 @@ class IncidentIndex:
     def list(
         self, environment: str | None = None, open_only: bool = False
     ) -> list[IncidentSummary]:
+        # Limitation: listing reads the whole table; fine for the hundreds of incidents a
+        # deployment sees in years, not for an unbounded history.
         rows = [self._summary(r) for r in self.table.all()]
         if environment is not None:
             rows = [r for r in rows if r.environment == environment]

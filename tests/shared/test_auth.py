@@ -77,6 +77,16 @@ def test_valid_token_gives_subject_name_and_roles(issuer, validator):
     assert principal.subject == issuer.subject_of("alice")
 
 
+def test_discovery_document_names_issuer_and_keys(issuer, validator):
+    import requests
+
+    base = issuer.host_url
+    document = requests.get(f"{base}/.devhost/issuer/.well-known/openid-configuration", timeout=5)
+    assert document.json()["issuer"] == ISSUER
+    assert document.json()["jwks_uri"] == f"{base}{KEYS_PATH}"
+    assert requests.get(f"{base}{KEYS_PATH}", timeout=5).json() == issuer.jwks()
+
+
 def test_key_is_kept_in_the_state_dir_and_reused(issuer):
     again = LocalIssuer(issuer.state_dir)
     assert again.kid == issuer.kid and again.jwks() == issuer.jwks()
