@@ -275,3 +275,46 @@ def test_step_results_feed_later_inputs(index, tmp_path):
         "step_id": "use",
         "server": "restored-1",
     }
+
+
+def test_gate_without_a_decision_expires_at_its_timeout(index, tmp_path):
+    doc = runbook(
+        [hold("warm", prestage=True), gate(timeout_s=0.5), check("act", after=["approve"])]
+    )
+
+    async def body(run):
+        return await run.result()
+
+    result = execute(index, tmp_path, doc, body)
+    assert result["outcome"] == "expired"
+    assert result["reason"] == "gate 'recovery' expired: no decision within 0.5 s"
+    assert [c["step"] for c in result["compensations"]] == ["warm"]
+
+
+def test_unreadable_gate_decision_counts_as_rejected(index, tmp_path):
+    doc = runbook([gate(), check("act", after=["approve"])])
+
+    async def body(run):
+        await run.until(lambda s: s.get("waiting_gates") == ["recovery"])
+        run.raise_event(gate_event_name("recovery"), {"decision": "maybe"})
+        return await run.result()
+
+    result = execute(index, tmp_path, doc, body)
+    assert result["outcome"] == "rejected"
+    assert "unreadable decision" in result["reason"]
+    assert not fakes.calls_of("act")
+
+
+def test_input_that_is_not_a_plan_fails_the_orchestration_with_the_reason(index, tmp_path):
+    async def main():
+        engine = Engine(tmp_path / "durable.sqlite", index.orchestrators, index.activities)
+        await engine.start()
+        try:
+            engine.start_instance("plan_executor", "bad", json.dumps({"plan": {"steps": 3}}))
+            return status_of(await engine.wait_for("bad", 10), with_output=True)
+        finally:
+            await engine.stop()
+
+    status = asyncio.run(main())
+    assert status.runtimeStatus == "Failed"
+    assert "PlanRunRequest" in str(status.output)
