@@ -184,3 +184,23 @@ def test_user_credential_kubeconfig_names_the_local_kubernetes_api(azure, aks):
         else creds.kubeconfigs[0].value.decode()
     )
     assert "/clusters/aks-odoo-weu" in text
+
+
+def test_read_only_lock_on_a_cluster_refuses_stop(azure, aks):
+    from shared.azure_clients import ArmClient
+
+    cluster = (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}/providers/"
+        "Microsoft.ContainerService/managedClusters/aks-odoo-weu"
+    )
+    with ArmClient(settings_of(azure), retry_total=0) as arm:
+        arm.request(
+            "PUT",
+            cluster + "/providers/Microsoft.Authorization/locks/freeze",
+            api_version="2020-05-01",
+            body={"properties": {"level": "ReadOnly"}},
+        )
+    with pytest.raises(HttpResponseError) as err:
+        aks.managed_clusters.begin_stop(RG, "aks-odoo-weu")
+    assert err.value.status_code == 409
+    assert err.value.error.code == "ScopeLocked"
