@@ -11,7 +11,6 @@ import azure.durable_functions as df
 from shared import notify, runtime
 from shared.classification import active_signals
 from shared.gates import GatePolicyView, Verdict, evaluate, policy_for
-from shared.incident import recovery_settings
 from shared.plans import GateOutcome, GateRequest
 
 log = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ def open_gate(request: GateRequest, instance_id: str, opened_at: datetime) -> Ga
         opened_at=opened_at,
         explain=request.explain,
         reason=request.reason,
-        quiet_period_s=recovery_settings(env).quiet_period_s,
+        quiet_period_s=env.recovery.quiet_period.total_seconds(),
     )
     stores = runtime.stores()
     stores.gates.open(policy)

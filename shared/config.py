@@ -197,6 +197,32 @@ class GatePolicy(_Model):
         return {g.role.value for g in self.groups}
 
 
+class RecoverySettings(_Model):
+    """How the recovery actions address the workload inside the environment's resources."""
+
+    app_role: str = Field(default="odoo", description="the application's database role")
+    app_password_secret: str = Field(
+        default="odoo-db-password", description="Key Vault secret with the app role's password"
+    )
+    admin_password_secret: str | None = Field(
+        default=None, description="Key Vault secret with the servers' admin password, if any"
+    )
+    restore_server: str = Field(
+        default="odoo-pg-restore", description="name of the isolated point-in-time restore"
+    )
+    secondary_pool: str = Field(default="nodepool1", pattern=r"^[a-z][a-z0-9]{0,11}$")
+    secondary_nodes: int = Field(default=3, ge=1, le=1000)
+    idle_nodes: int = Field(default=1, ge=0, le=1000)
+    web_replicas: int = Field(default=2, ge=1, le=100)
+    cron_deployment: str = "odoo-cron"
+    integration_deployments: list[str] = Field(default_factory=lambda: ["odoo-bank-sync"])
+    rotate_secrets: list[str] = Field(default_factory=lambda: ["odoo-db-password"])
+    quiet_period: Duration = Field(
+        default=timedelta(minutes=5),
+        description="how long every signal must stay resolved before the incident stands down",
+    )
+
+
 class Environment(_Model):
     """One Odoo deployment with its Azure resources, targets and approvers."""
 
@@ -214,6 +240,7 @@ class Environment(_Model):
     redis: Resource | None = None
     workloads: dict[str, WorkloadTarget]
     approvals: dict[Gate, GatePolicy]
+    recovery: RecoverySettings = Field(default_factory=RecoverySettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from shared.config import Environment
+from shared.config import Environment, RecoverySettings
 from shared.folding import SignalCounts
 from shared.models import Classification, Evidence, Phase, Signal
 
@@ -139,27 +139,8 @@ def _arm(sub: str, rg: str, provider: str, name: str) -> str:
     return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{provider}/{name}"
 
 
-class RecoverySettings(BaseModel):
-    """How the recovery actions address an environment's workload (names inside its resources)."""
-
-    app_role: str = "odoo"
-    app_password_secret: str = "odoo-db-password"
-    admin_password_secret: str | None = None
-    restore_server: str = "odoo-pg-restore"
-    secondary_pool: str = "nodepool1"
-    secondary_nodes: int = 3
-    idle_nodes: int = 1
-    web_replicas: int = 2
-    cron_deployment: str = "odoo-cron"
-    integration_deployments: list[str] = Field(default_factory=lambda: ["odoo-bank-sync"])
-    rotate_secrets: list[str] = Field(default_factory=lambda: ["odoo-db-password"])
-    quiet_period_s: float = Field(
-        default=300, ge=0, description="how long every signal must stay resolved to stand down"
-    )
-
-
 def recovery_settings(env: Environment) -> RecoverySettings:
-    return getattr(env, "recovery", None) or RecoverySettings()
+    return env.recovery
 
 
 def plan_config(name: str, env: Environment, *, frontdoor_url: str | None = None) -> dict:
