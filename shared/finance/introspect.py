@@ -1,0 +1,220 @@
+"""What database is this: Odoo or not, which version, which columns. Nothing is assumed.
+
+The version comes from ``ir_module_module`` (the ``base`` row), cross-checked with structural
+fingerprints; columns come from ``information_schema`` so a check only reads columns it saw.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg import conninfo
+
+from shared.finance.models import ValidationRequest
+
+log = logging.getLogger(__name__)
+
+TABLES_READ = (
+    "res_company",
+    "res_currency",
+    "account_journal",
+    "account_account",
+    "account_move",
+    "account_move_line",
+    "account_partial_reconcile",
+    "account_full_reconcile",
+    "account_payment",
+    "ir_attachment",
+    "ir_cron",
+    "ir_cron_trigger",
+    "ir_model_data",
+    "ir_act_server",
+    "ir_sequence",
+    "ir_module_module",
+    "ir_config_parameter",
+    "queue_job",
+)
+
+# Columns every check of a version needs; a database without them is not a complete Odoo
+# finance schema, and the validator says so rather than guessing.
+REQUIRED = {
+    "res_company": ("id", "currency_id", "name"),
+    "res_currency": ("id", "name", "decimal_places"),
+    "account_journal": ("id", "code", "company_id", "type"),
+    "account_move": (
+        "id", "name", "state", "date", "journal_id", "company_id", "sequence_prefix",
+        "sequence_number", "posted_before", "inalterable_hash", "secure_sequence_number",
+        "create_date", "write_date",
+    ),
+    "account_move_line": (
+        "id", "move_id", "parent_state", "journal_id", "company_id", "date", "move_name",
+        "account_id", "partner_id", "name", "debit", "credit", "balance", "amount_currency",
+        "currency_id", "company_currency_id", "amount_residual", "amount_residual_currency",
+        "reconciled", "full_reconcile_id", "create_date", "write_date",
+    ),
+    "account_partial_reconcile": (
+        "id", "debit_move_id", "credit_move_id", "amount", "debit_amount_currency",
+        "credit_amount_currency", "full_reconcile_id",
+    ),
+    "account_account": ("id", "account_type", "reconcile"),
+    "ir_attachment": ("id", "name", "type", "store_fname", "db_datas", "file_size", "checksum"),
+    "ir_cron": ("id", "active", "nextcall"),
+}  # fmt: skip
+
+
+class ValidationCannotRun(Exception):
+    """The validation could not run (connection, not Odoo, unsupported); the message says why."""
+
+
+@dataclass
+class Context:
+    """What one validation run knows about its database."""
+
+    request: ValidationRequest
+    database: str
+    version: int  # the rules applied: 16, 17 or 18
+    version_text: str  # as installed, e.g. 17.0.1.3
+    columns: dict[str, set[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    installed_modules: set[str] = field(default_factory=set)
+
+    def has(self, table: str, column: str | None = None) -> bool:
+        cols = self.columns.get(table)
+        if cols is None:
+            return False
+        return column is None or column in cols
+
+    def company_filter(self, alias: str, column: str = "company_id") -> str:
+        """SQL fragment restricting rows to the requested companies (``%(companies)s``)."""
+        if not self.request.companies:
+            return ""
+        return f" AND {alias}.{column} = ANY(%(companies)s)"
+
+    @property
+    def params(self) -> dict:
+        return {"companies": self.request.companies or []}
+
+    def recovery_point_utc(self) -> datetime | None:
+        """The recovery point as naive UTC, the way Odoo stores timestamps."""
+        point = self.request.recovery_point
+        if point is None:
+            return None
+        if point.tzinfo is not None:
+            point = point.astimezone(UTC).replace(tzinfo=None)
+        return point
+
+
+def database_name(dsn: str) -> str:
+    try:
+        parts = conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ValidationCannotRun(f"the DSN is not valid: {exc}") from exc
+    return str(parts.get("dbname") or parts.get("user") or "postgres")
+
+
+def connect(request: ValidationRequest) -> psycopg.Connection:
+    """A connection whose one transaction is READ ONLY, with the request's statement timeout."""
+    dsn = request.dsn.get_secret_value()
+    timeout_ms = int(request.statement_timeout_s * 1000)
+    try:
+        conn = psycopg.connect(
+            dsn,
+            connect_timeout=max(1, int(request.connect_timeout_s)),
+            application_name="drctl-validate",
+            options=f"-c statement_timeout={timeout_ms} -c default_transaction_read_only=on",
+        )
+    except psycopg.OperationalError as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise ValidationCannotRun(
+            f"could not connect to database {database_name(dsn)}: {message}"
+        ) from exc
+    conn.read_only = True
+    return conn
+
+
+def introspect(request: ValidationRequest) -> Context:
+    """Detect the Odoo version and read the columns; raise ValidationCannotRun for a database
+    that is not Odoo, lacks accounting, or is older than 16."""
+    name = database_name(request.dsn.get_secret_value())
+    with connect(request) as conn:
+        found = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ANY(%s)",
+            (list(TABLES_READ),),
+        ).fetchall()
+        columns: dict[str, set[str]] = {}
+        for table, column in found:
+            columns.setdefault(table, set()).add(column)
+        if "ir_module_module" not in columns:
+            raise ValidationCannotRun(
+                f"database {name} is not an Odoo database: it has no ir_module_module table"
+            )
+        rows = conn.execute(
+            "SELECT name, state, latest_version FROM ir_module_module "
+            "WHERE state IN ('installed', 'to upgrade', 'to remove')"
+        ).fetchall()
+        conn.rollback()
+    modules = {r[0]: r[2] for r in rows}
+    base = modules.get("base")
+    if not base:
+        raise ValidationCannotRun(
+            f"database {name} is not an Odoo database: no installed 'base' module"
+        )
+    if "account" not in modules or "account_move" not in columns:
+        raise ValidationCannotRun(
+            f"database {name} is Odoo {base} without accounting (module 'account' not installed)"
+        )
+    ctx = Context(request, name, 0, base, columns, installed_modules=set(modules))
+    ctx.version = _rules_version(ctx, base)
+    _require_columns(ctx)
+    log.info("database %s: Odoo %s, applying the %s rules", name, base, ctx.version)
+    return ctx
+
+
+def _rules_version(ctx: Context, base: str) -> int:
+    match = re.search(r"(\d+)\.\d", base)
+    if match is None:
+        raise ValidationCannotRun(f"database {ctx.database}: unreadable Odoo version {base!r}")
+    major = int(match.group(1))
+    if major < 16:
+        raise ValidationCannotRun(
+            f"database {ctx.database} is Odoo {base}; the checks know Odoo 16, 17 and 18"
+        )
+    # Structural fingerprints: 18 renamed payment_id to origin_payment_id; 17 dropped the
+    # full reconcile's name. A mismatch with ir_module_module is noted and the columns win,
+    # since the queries must match the columns that are really there.
+    if ctx.has("account_move", "origin_payment_id"):
+        shape = 18
+    elif ctx.has("account_full_reconcile", "name"):
+        shape = 16
+    else:
+        shape = 17
+    rules = min(major, 18)
+    if shape != rules:
+        ctx.notes.append(
+            f"ir_module_module says {base} but the tables look like Odoo {shape}; "
+            f"applying the {shape} rules"
+        )
+        rules = shape
+    if major > 18:
+        ctx.notes.append(f"Odoo {base} is newer than 18; applying the 18 rules")
+    return rules
+
+
+def _require_columns(ctx: Context) -> None:
+    missing = [
+        f"{table}.{column}"
+        for table, cols in REQUIRED.items()
+        for column in cols
+        if not ctx.has(table, column)
+    ]
+    if missing:
+        shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+        raise ValidationCannotRun(
+            f"database {ctx.database} is not a complete Odoo {ctx.version} finance schema: "
+            f"missing {shown}"
+        )
