@@ -10,13 +10,16 @@ writes itself goes into markdown-capable ``TextBlock`` elements.
 
 from __future__ import annotations
 
+import logging
 import re
-from datetime import datetime, timedelta
-from typing import Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from shared.models import Decision, Gate, RunbookPath
+
+log = logging.getLogger(__name__)
 
 CARD_VERSION = "1.5"
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -71,8 +74,10 @@ class ApprovalCardRequest(BaseModel):
     rto_target: timedelta | None = None
     required_approvals: int = 1
     expires_at: datetime | None = None
-    approve_token: str
-    reject_token: str
+    approve_token: str | None = Field(default=None, description="None: no card actions")
+    reject_token: str | None = None
+    notice: str | None = Field(default=None, description="e.g. 'Reminder' or 'Escalated to ...'")
+    asked: str | None = Field(default=None, description="the approver group asked")
     action: Literal["submit", "execute"] = "submit"
     teams_full_width: bool = True
 
@@ -176,6 +181,8 @@ def _action(request: ApprovalCardRequest, decision: Decision) -> dict:
 def approval_card(request: ApprovalCardRequest) -> dict:
     """The Adaptive Card asking for a decision at one gate of one incident."""
     title = f"Approval needed: {request.gate.value} gate, {request.path.value}"
+    if request.notice:
+        title = f"{request.notice}: {title[0].lower()}{title[1:]}"
     body: list[dict] = [
         {"type": "TextBlock", "text": title, "size": "Large", "weight": "Bolder", "wrap": True},
         _runs(
@@ -190,6 +197,8 @@ def approval_card(request: ApprovalCardRequest) -> dict:
             ),
         ),
     ]
+    if request.asked:
+        body.append(_runs("Asked: ", (plain_text(request.asked, 120), {"weight": "Bolder"})))
     if request.reasons:
         body.append(_heading("Why this path"))
         body.extend(_runs(f"• {plain_text(r)}") for r in request.reasons[:8])
@@ -230,8 +239,19 @@ def approval_card(request: ApprovalCardRequest) -> dict:
         "version": CARD_VERSION,
         "fallbackText": f"{title} (incident {plain_text(request.incident_id, 80)})",
         "body": body,
-        "actions": [_action(request, Decision.APPROVE), _action(request, Decision.REJECT)],
     }
+    if request.approve_token and request.reject_token:
+        card["actions"] = [_action(request, Decision.APPROVE), _action(request, Decision.REJECT)]
+    else:
+        body.append(
+            {
+                "type": "TextBlock",
+                "text": "Card actions are not configured: decide through the approvals endpoint "
+                f"of incident {plain_text(request.incident_id, 80)}.",
+                "wrap": True,
+                "isSubtle": True,
+            }
+        )
     if request.teams_full_width:
         card["msteams"] = {"width": "Full"}
     return card
@@ -255,3 +275,83 @@ def teams_message(card: dict) -> dict:
         "type": "message",
         "attachments": [{"contentType": CARD_CONTENT_TYPE, "contentUrl": None, "content": card}],
     }
+
+
+class _GateView(Protocol):
+    incident_id: str
+    gate: str
+    path: str
+    required_approvals: int
+    opened_at: datetime
+    expire_after_s: float
+    reason: str
+    explain: str
+
+
+class _GroupView(Protocol):
+    name: str
+    role: str
+
+
+_NOTICES = {"request": None, "reminder": "Reminder", "escalation": "Escalated"}
+
+
+def approval_card_message(
+    policy: _GateView,
+    *,
+    kind: str,
+    group: _GroupView,
+    environment: str | None = None,
+    rpo: RpoExposure | None = None,
+    plan: list[PlanStepSummary] | None = None,
+    estimated_rto: timedelta | None = None,
+    rto_target: timedelta | None = None,
+    signer: Any = None,
+    now: datetime | None = None,
+) -> dict:
+    """The Teams message asking ``group`` to decide an open gate (kind: request, reminder,
+    escalation), with action tokens that expire with the gate.
+
+    ``signer`` defaults to ``ActionTokenSigner.from_settings()``; without an action token key
+    the card is sent without actions and says where to decide instead.
+    """
+    from shared.auth import ActionTokenSigner, AuthConfigError
+
+    if kind not in _NOTICES:
+        raise ValueError(f"kind must be one of {', '.join(_NOTICES)}, not {kind!r}")
+    now = now or datetime.now(UTC)
+    expires_at = policy.opened_at + timedelta(seconds=policy.expire_after_s)
+    ttl = max(expires_at - now, timedelta(minutes=1))
+    approve = reject = None
+    try:
+        signer = signer or ActionTokenSigner.from_settings()
+        approve = signer.issue(
+            policy.incident_id, Gate(policy.gate), Decision.APPROVE, ttl=ttl, now=now
+        )
+        reject = signer.issue(
+            policy.incident_id, Gate(policy.gate), Decision.REJECT, ttl=ttl, now=now
+        )
+    except AuthConfigError as exc:
+        log.warning("approval card for '%s' sent without actions: %s", policy.incident_id, exc)
+    notice = _NOTICES[kind]
+    if kind == "escalation":
+        notice = f"Escalated to {group.name}"
+    reason = policy.reason or policy.explain
+    request = ApprovalCardRequest(
+        incident_id=policy.incident_id,
+        environment=environment or policy.incident_id.split(".", 1)[0],
+        gate=Gate(policy.gate),
+        path=RunbookPath(policy.path),
+        reasons=[reason] if reason else [],
+        rpo=rpo,
+        plan=plan or [],
+        estimated_rto=estimated_rto,
+        rto_target=rto_target,
+        required_approvals=policy.required_approvals,
+        expires_at=expires_at,
+        approve_token=approve,
+        reject_token=reject,
+        notice=notice,
+        asked=f"{group.name} ({group.role})",
+    )
+    return teams_message(approval_card(request))

@@ -70,3 +70,17 @@ def test_schema_catches_a_broken_card(validator):
     card, _ = without_teams_keys(approval_card(request(estimated_rto=timedelta(minutes=1))))
     card["body"][0]["size"] = "Gigantic"
     assert errors(validator, card)
+
+
+@pytest.mark.parametrize("with_key", [True, False])
+def test_gate_messages_are_valid(validator, with_key, monkeypatch):
+    from shared.auth import ActionTokenSigner
+    from shared.cards import approval_card_message
+    from tests.shared.test_cards import GROUP, gate_view
+
+    monkeypatch.delenv("DR_ACTION_TOKEN_KEY", raising=False)
+    signer = ActionTokenSigner(b"s" * 32) if with_key else None
+    for kind in ("request", "reminder", "escalation"):
+        message = approval_card_message(gate_view(), kind=kind, group=GROUP, signer=signer)
+        card, _ = without_teams_keys(message["attachments"][0]["content"])
+        assert errors(validator, card) == []

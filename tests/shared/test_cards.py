@@ -8,6 +8,7 @@ from shared.cards import (
     PlanStepSummary,
     RpoExposure,
     approval_card,
+    approval_card_message,
     plain_text,
     teams_message,
 )
@@ -131,3 +132,48 @@ def test_teams_message_wraps_the_card_as_one_attachment():
     (attachment,) = message["attachments"]
     assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
     assert attachment["content"] is card
+
+
+def gate_view(**changes):
+    from types import SimpleNamespace
+
+    values = {
+        "incident_id": "prod-eu.availability.2",
+        "gate": "recovery",
+        "path": "regional-outage",
+        "required_approvals": 1,
+        "opened_at": datetime(2026, 11, 30, 22, 0, tzinfo=UTC),
+        "expire_after_s": 3600.0,
+        "reason": "The primary region is unavailable.",
+        "explain": "",
+    }
+    values.update(changes)
+    return SimpleNamespace(**values)
+
+
+GROUP = type("Group", (), {"name": "dr-leads", "role": "DR.Approver"})()
+
+
+def test_gate_message_carries_tokens_that_expire_with_the_gate():
+    from shared.auth import ActionTokenSigner
+
+    signer = ActionTokenSigner(b"s" * 32)
+    now = datetime(2026, 11, 30, 22, 10, tzinfo=UTC)
+    message = approval_card_message(
+        gate_view(), kind="escalation", group=GROUP, signer=signer, now=now
+    )
+    card = message["attachments"][0]["content"]
+    assert card["body"][0]["text"].startswith("Escalated to dr-leads: approval needed")
+    approve, reject = card["actions"]
+    claims = signer.verify(approve["data"]["actionToken"], now=now)
+    assert claims.incident_id == "prod-eu.availability.2" and claims.decision == "approve"
+    assert claims.expires_at == datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
+    assert signer.verify(reject["data"]["actionToken"], now=now).decision == "reject"
+    assert "dr-leads (DR.Approver)" in " ".join(texts(card, "TextRun"))
+
+
+def test_gate_message_without_an_action_key_has_no_actions_and_says_where_to_decide(monkeypatch):
+    monkeypatch.delenv("DR_ACTION_TOKEN_KEY", raising=False)
+    card = approval_card_message(gate_view(), kind="request", group=GROUP)["attachments"][0]
+    assert "actions" not in card["content"]
+    assert any("approvals endpoint" in t for t in texts(card["content"], "TextBlock"))
