@@ -320,7 +320,8 @@ def _with_resource_ids(data: dict) -> dict:
         if isinstance(data.get(section), dict):
             data[section] = {k: fill(v, _PROVIDERS[section]) for k, v in data[section].items()}
     for section in ("key_vault", "redis"):
-        data[section] = fill(data.get(section), _PROVIDERS[section])
+        if section in data:
+            data[section] = fill(data[section], _PROVIDERS[section])
     if isinstance(data.get("storage_accounts"), list):
         data["storage_accounts"] = [
             fill(a, _PROVIDERS["storage_accounts"]) for a in data["storage_accounts"]
@@ -328,8 +329,10 @@ def _with_resource_ids(data: dict) -> dict:
     tm = data.get("traffic_manager")
     if isinstance(tm, dict):
         tm = dict(tm)
-        tm["profile"] = fill(tm.get("profile"), _PROVIDERS["traffic_manager"])
-        profile_id = tm["profile"].get("resource_id") if isinstance(tm["profile"], dict) else None
+        if "profile" in tm:
+            tm["profile"] = fill(tm["profile"], _PROVIDERS["traffic_manager"])
+        profile = tm.get("profile")
+        profile_id = profile.get("resource_id") if isinstance(profile, dict) else None
         if isinstance(tm.get("endpoints"), dict) and profile_id:
             tm["endpoints"] = {
                 role: _endpoint_id(ep, profile_id) for role, ep in tm["endpoints"].items()

@@ -151,3 +151,15 @@ def test_dr_config_names_the_file(tmp_path: Path):
     assert config_path({}) == DEFAULT_CONFIG
     assert config_path({"DR_CONFIG": str(tmp_path / "w.yaml")}) == tmp_path / "w.yaml"
     assert config_path({"DR_CONFIG": "config/workloads.yaml"}) == DEFAULT_CONFIG
+
+
+def test_missing_resource_sections_are_named_as_required(document):
+    assert "key_vault: Field required" in broken(document, lambda env: env.pop("key_vault"))
+    message = broken(document, lambda env: env["traffic_manager"].pop("profile"))
+    assert "traffic_manager.profile: Field required" in message
+
+
+def test_redis_is_optional(document):
+    doc = copy.deepcopy(document)
+    doc["environments"]["prod-eu"].pop("redis")
+    assert parse_config(doc).environment("prod-eu").redis is None
