@@ -136,7 +136,7 @@ async def _answer(client: df.DurableOrchestrationClient, result: dict) -> func.H
 async def approve(req: func.HttpRequest, client: df.DurableOrchestrationClient):
     """An approver decides an open gate (bearer token with the gate's role)."""
     try:
-        principal = authenticate(req)
+        principal = await in_thread(authenticate, req)
     except AuthError as exc:
         return auth_error(exc)
     try:
@@ -197,7 +197,7 @@ def relay(body: CardBody) -> dict:
 async def card_relay(req: func.HttpRequest, client: df.DurableOrchestrationClient):
     """The Logic App relays a Teams card answer (its own identity holds DR.ApprovalRelay)."""
     try:
-        relay_principal = authenticate(req)
+        relay_principal = await in_thread(authenticate, req)
         require_role(relay_principal, RELAY_ROLE)
     except (AuthError, Forbidden) as exc:
         return auth_error(exc)

@@ -58,7 +58,7 @@ def _validation_message(exc: ValidationError) -> str:
 async def declare_incident(req: func.HttpRequest, client: df.DurableOrchestrationClient):
     """An operator declares an incident (role DR.Operator); the token's subject declares it."""
     try:
-        principal = authenticate(req)
+        principal = await in_thread(authenticate, req)
         require_role(principal, Role.OPERATOR.value)
     except AuthError as exc:
         return auth_error(exc)
@@ -248,7 +248,7 @@ async def get_report(req: func.HttpRequest) -> func.HttpResponse:
 async def operator_action(req: func.HttpRequest, client: df.DurableOrchestrationClient):
     """Retry, skip or abort a parked step of an incident in needs-operator (role DR.Operator)."""
     try:
-        principal = authenticate(req)
+        principal = await in_thread(authenticate, req)
         require_role(principal, Role.OPERATOR.value)
     except AuthError as exc:
         return auth_error(exc)
