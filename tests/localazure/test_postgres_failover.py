@@ -187,3 +187,74 @@ def test_point_in_time_before_the_earliest_backup_fails_with_the_reason(fresh):
     }
     with pytest.raises(HttpResponseError, match="earliest restore point"):
         client.servers.begin_create_or_update(RESOURCE_GROUP, "too-early", body).result()
+
+
+def test_forced_switchover_makes_the_old_primary_a_standby_of_the_new_one(fresh):
+    local, client = fresh
+    insert(local, PRIMARY, 1)
+    wait_until(lambda: replayed(local, [1]), what="replica caught up")
+    promote(client, "Switchover", "Forced")
+
+    assert client.servers.get(RESOURCE_GROUP, REPLICA).properties.replica.role == "Primary"
+    old = client.servers.get(RESOURCE_GROUP, PRIMARY)
+    assert old.properties.replica.role == "AsyncReplica"
+    assert old.properties.source_server_resource_id.endswith(f"/flexibleServers/{REPLICA}")
+    insert(local, REPLICA, 2)
+    wait_until(lambda: ids_on(local, PRIMARY) == [1, 2], what="old primary following")
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        insert(local, PRIMARY, 3)
+
+
+def test_promoted_server_can_be_restored_to_a_point_after_its_promotion(fresh):
+    local, client = fresh
+    promote(client, "Standalone", "Forced")
+    insert(local, REPLICA, 1)
+    time.sleep(1.2)
+    good_point = dt.datetime.now(dt.UTC)
+    time.sleep(1.2)
+    insert(local, REPLICA, 2, note="bad")
+    body = {
+        "location": "northeurope",
+        "properties": {
+            "createMode": "PointInTimeRestore",
+            "sourceServerResourceId": client.servers.get(RESOURCE_GROUP, REPLICA).id,
+            "pointInTimeUTC": good_point.isoformat(),
+        },
+    }
+    client.servers.begin_create_or_update(RESOURCE_GROUP, "odoo-pg-neu-pitr", body).result()
+    assert ids_on(local, "odoo-pg-neu-pitr") == [1]
+
+
+def test_restore_from_a_server_whose_region_failed_ends_failed(fresh):
+    local, client = fresh
+    source_id = client.servers.get(RESOURCE_GROUP, PRIMARY).id
+    local.control("POST", "regions/westeurope/fail")
+    body = {
+        "location": "northeurope",
+        "properties": {
+            "createMode": "PointInTimeRestore",
+            "sourceServerResourceId": source_id,
+            "pointInTimeUTC": dt.datetime.now(dt.UTC).isoformat(),
+        },
+    }
+    with pytest.raises(HttpResponseError, match="unavailable"):
+        client.servers.begin_create_or_update(RESOURCE_GROUP, "from-dead", body).result()
+
+
+def test_servers_come_back_on_their_ports_when_local_azure_restarts(fresh):
+    from devhost.localazure import LocalAzure
+
+    local, client = fresh
+    insert(local, PRIMARY, 1)
+    ports = {s["name"]: s["port"] for s in local.control("GET", "postgres/servers")["value"]}
+    local.stop()
+    again = LocalAzure(local.state_dir, local.topology_path, providers=local.provider_modules)
+    again.start()
+    try:
+        assert {
+            s["name"]: s["port"] for s in again.control("GET", "postgres/servers")["value"]
+        } == (ports)
+        assert ids_on(again, PRIMARY) == [1]
+        wait_until(lambda: replayed(again, [1]), what="replica streaming after the restart")
+    finally:
+        again.stop()
