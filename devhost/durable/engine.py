@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 _OUT_OF_PROC_MARKER = "\n\n$OutOfProcData$:"
 INLINE_REPLAY_EVENTS = 300
+MAX_EPISODE_PACING_S = 0.1
 # The event types the SDK's replay reads (clock, start, completions, events, continue-as-new,
 # entity messages); it skips scheduling events and episode ends. The stored history keeps all.
 REPLAY_EVENT_TYPES = frozenset(
@@ -168,6 +170,7 @@ class Engine:
         self._stopping = False
         self._completed: list[tuple[WorkItem, dict]] = []
         self._flush_pending = False
+        self._last_episode: dict[str, tuple[float, float]] = {}
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -392,6 +395,7 @@ class Engine:
     async def _drive(self, iid: str) -> None:
         try:
             while not self._stopping:
+                await self._pace(iid)
                 self._dirty.discard(iid)
                 row = self.store.get(iid)
                 if row is None or row.status not in ("Pending", "Running"):
@@ -401,7 +405,9 @@ class Engine:
                     if stale:
                         self.store.commit(Commit(instance=row, consumed=stale))
                     return
+                started = time.monotonic()
                 await self._episode(row, batch, stale)
+                self._last_episode[iid] = (time.monotonic(), time.monotonic() - started)
         except Exception:
             log.exception("episode loop of instance '%s' stopped on an engine error", iid)
         finally:
@@ -409,6 +415,22 @@ class Engine:
             if iid in self._dirty and not self._stopping:
                 self._dirty.discard(iid)
                 self.schedule(iid)
+
+    async def _pace(self, iid: str) -> None:
+        """Let completions gather for as long as the last episode of this instance took.
+
+        A replay costs time in proportion to the history, and completions that arrive
+        together share one replay; so an instance spends at most about half its time
+        replaying (a wide fan-out), while a short replay (an event, then the next step) waits
+        only a millisecond or two.
+        """
+        last = self._last_episode.get(iid)
+        if last is None:
+            return
+        ended, took = last
+        wait = min(ended + took - time.monotonic(), MAX_EPISODE_PACING_S)
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def _select(
         self, row: InstanceRow, inbox: list[InboxEvent]
