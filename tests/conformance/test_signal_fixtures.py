@@ -4,9 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shared.models import MonitorCondition, SignalKind, SignalSource
 from shared.signals import SignalError, is_subscription_validation, parse_alert, parse_events
+from tests.shared.test_signals import _json, _only_signal_errors, _paths, _replace
 
 FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
 
@@ -244,3 +247,25 @@ def test_published_validation_event_is_not_a_signal():
     assert is_subscription_validation(events[0])
     (result,) = parse_events(events)
     assert isinstance(result, SignalError)
+
+
+def _published() -> list[str]:
+    if not FIXTURES.is_dir():
+        return ["absent"]
+    names = sorted(str(p.relative_to(FIXTURES)) for p in FIXTURES.glob("alerts/*.json"))
+    names += sorted(str(p.relative_to(FIXTURES)) for p in FIXTURES.glob("alerts/noncommon/*.json"))
+    return names + sorted(str(p.relative_to(FIXTURES)) for p in FIXTURES.glob("eventgrid/*.json"))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(_published()), st.data())
+def test_published_payloads_with_any_field_replaced_give_a_signal_or_a_signal_error(name, data):
+    document = json.loads(fixture(name))
+    paths = list(_paths(document))
+    for _ in range(data.draw(st.integers(1, 4))):
+        try:
+            document = _replace(document, data.draw(st.sampled_from(paths)), data.draw(_json))
+        except (KeyError, IndexError, TypeError):
+            continue
+    call = parse_events if name.startswith("eventgrid") else parse_alert
+    _only_signal_errors(call, document)
