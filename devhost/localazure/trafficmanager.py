@@ -169,7 +169,11 @@ def _from_topology(spec: TrafficManagerProfileTopology, subscription: str) -> Pr
 
 
 class TrafficManagerProvider:
-    """ARM routes of Microsoft.Network/trafficmanagerprofiles and their endpoints."""
+    """ARM routes of Microsoft.Network/trafficmanagerprofiles and their endpoints.
+
+    Handlers change state under ``state.lock`` and build their answers from a copy after
+    releasing it: an answer probes stand-in Odoo, which connects to PostgreSQL.
+    """
 
     name = NAME
 
@@ -186,7 +190,7 @@ class TrafficManagerProvider:
 
     def dump(self) -> dict[str, Any]:
         with self.state.lock:
-            profiles = list(_profiles(self.state).values())
+            profiles = [p.model_copy(deep=True) for p in _profiles(self.state).values()]
         return {"profiles": [profile_body(self.state, p) for p in profiles]}
 
     def routes(self) -> list[Route]:
@@ -240,11 +244,13 @@ class TrafficManagerProvider:
                 if p.subscription.lower() == req.params["subscription"].lower()
                 and (not rg or p.resource_group.lower() == rg)
             ]
-            return ArmResponse(200, {"value": [profile_body(self.state, p) for p in found]})
+            found = [p.model_copy(deep=True) for p in found]
+        return ArmResponse(200, {"value": [profile_body(self.state, p) for p in found]})
 
     def get_profile(self, req: ArmRequest, ctx: ArmContext) -> ArmResponse:
         with self.state.lock:
-            return ArmResponse(200, profile_body(self.state, self._profile(req)))
+            profile = self._profile(req).model_copy(deep=True)
+        return ArmResponse(200, profile_body(self.state, profile))
 
     def put_profile(self, req: ArmRequest, ctx: ArmContext) -> ArmResponse:
         """Create or replace a profile with its endpoints."""
@@ -268,7 +274,8 @@ class TrafficManagerProvider:
             log.info(
                 "Traffic Manager profile %s %s", profile.name, "replaced" if existed else "created"
             )
-            return ArmResponse(200 if existed else 201, profile_body(self.state, profile))
+            profile = profile.model_copy(deep=True)
+        return ArmResponse(200 if existed else 201, profile_body(self.state, profile))
 
     def patch_profile(self, req: ArmRequest, ctx: ArmContext) -> ArmResponse:
         _enforce_locks(self.state, req)
@@ -290,7 +297,8 @@ class TrafficManagerProvider:
             _check_priorities(updated)
             _profiles(self.state)[self._key(req)] = updated
             log.info("Traffic Manager profile %s updated", profile.name)
-            return ArmResponse(200, profile_body(self.state, updated))
+            updated = updated.model_copy(deep=True)
+        return ArmResponse(200, profile_body(self.state, updated))
 
     def delete_profile(self, req: ArmRequest, ctx: ArmContext) -> ArmResponse:
         _enforce_locks(self.state, req)
@@ -318,7 +326,8 @@ class TrafficManagerProvider:
                     f"endpoint {req.params['endpoint']} ({kind}) was not found in profile "
                     f"{profile.name}",
                 )
-            return ArmResponse(200, endpoint_body(self.state, profile, ep))
+            profile, ep = profile.model_copy(deep=True), ep.model_copy(deep=True)
+        return ArmResponse(200, endpoint_body(self.state, profile, ep))
 
     def put_endpoint(self, req: ArmRequest, ctx: ArmContext) -> ArmResponse:
         """Create or replace one endpoint (200 when it existed, 201 when it is new)."""
@@ -340,7 +349,8 @@ class TrafficManagerProvider:
                 ep.properties.get("endpointStatus"),
                 ep.properties.get("priority"),
             )
-            return ArmResponse(201 if old is None else 200, endpoint_body(self.state, profile, ep))
+            profile, ep = profile.model_copy(deep=True), ep.model_copy(deep=True)
+        return ArmResponse(201 if old is None else 200, endpoint_body(self.state, profile, ep))
 
     def patch_endpoint(self, req: ArmRequest, ctx: ArmContext) -> ArmResponse:
         """Change the given properties of an endpoint (how a cutover enables or disables one)."""
@@ -364,7 +374,8 @@ class TrafficManagerProvider:
                 ep.properties.get("endpointStatus"),
                 ep.properties.get("priority"),
             )
-            return ArmResponse(200, endpoint_body(self.state, profile, ep))
+            profile, ep = profile.model_copy(deep=True), ep.model_copy(deep=True)
+        return ArmResponse(200, endpoint_body(self.state, profile, ep))
 
     def delete_endpoint(self, req: ArmRequest, ctx: ArmContext) -> ArmResponse:
         _enforce_locks(self.state, req)
