@@ -85,6 +85,7 @@ class ServerRecord(BaseModel):
     sourceServer: str | None = None
     pointInTimeUTC: str | None = None
     restoredTo: str | None = Field(default=None, description="where recovery really stopped")
+    promotedAt: str | None = None
     backups: list[BackupRecord] = Field(default_factory=list)
 
     @property
@@ -512,6 +513,7 @@ class PostgresFleet:
         """Promote replica ``rec``; returns a sentence saying what was done and why."""
         if rec.role != "AsyncReplica":
             return f"{rec.name} is not a replica (role {rec.role}): promotion already done"
+        rec.promotedAt = utc_now_iso()
         primary = self.require(rec.replicaOf or "")
         if option == "Planned":
             self._catch_up(rec, primary, wait_s, switchover=mode == "Switchover")

@@ -435,6 +435,12 @@ class PostgresProvider:
     def _begin_promote(
         self, ctx: ArmContext, rec: ServerRecord, mode: str, option: str
     ) -> ArmResponse:
+        if rec.role != "AsyncReplica" and rec.promotedAt is None:
+            raise ArmError(
+                400,
+                "ServerIsNotAReplica",
+                f"{rec.name} is not a replica (role {rec.role}): only a replica can be promoted",
+            )
         lock = self.fleet.server_lock(rec.name)
 
         def work() -> dict:

@@ -77,7 +77,7 @@ class LocalAzure:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runners: list[web.AppRunner] = []
-        self._pool = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="localazure")
+        self._pool: ThreadPoolExecutor | None = None
         self._ssl: ssl.SSLContext | None = None
         self.base_url = ""
 
@@ -91,6 +91,8 @@ class LocalAzure:
         self.certs = ensure_certificates(self.state_dir / "ca")
         self.static_token = self._load_token()
         self.state = LocalAzureState(topology, self.state_dir)
+        self._pool = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="localazure")
+        self._router = Router()
         self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._ssl.load_cert_chain(self.certs.server_cert, self.certs.server_key)
 
@@ -145,7 +147,9 @@ class LocalAzure:
                 self._thread.join(timeout=10)
             self._loop.close()
             self._loop = None
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
         log.info("local Azure stopped")
 
     def __enter__(self) -> LocalAzure:

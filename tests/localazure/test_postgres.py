@@ -186,3 +186,27 @@ def test_promote_with_unknown_mode_is_rejected_with_the_reason(pg):
         pg.servers.begin_update(
             RESOURCE_GROUP, REPLICA, {"properties": {"replica": {"promoteMode": "Sideways"}}}
         ).result()
+
+
+def test_latency_on_a_long_running_operation_is_spent_inside_the_operation(pg, local_azure):
+    local_azure.control(
+        "POST",
+        "faults",
+        {
+            "operation": "Microsoft.DBforPostgreSQL/flexibleServers/restart/action",
+            "kind": "latency",
+            "seconds": 1.0,
+        },
+    )
+    started = time.monotonic()
+    poller = pg.servers.begin_restart(RESOURCE_GROUP, REPLICA)
+    accepted_after = time.monotonic() - started
+    poller.result()
+    assert accepted_after < 1.0
+    assert time.monotonic() - started >= 1.0
+
+
+def test_promoting_a_server_that_never_was_a_replica_is_rejected(pg):
+    body = {"properties": {"replica": {"promoteMode": "Standalone", "promoteOption": "Forced"}}}
+    with pytest.raises(HttpResponseError, match="not a replica"):
+        pg.servers.begin_update(RESOURCE_GROUP, PRIMARY, body).result()
