@@ -327,8 +327,7 @@ def _common_alert(
         "resource_ids": _str_list(essentials.get("alertTargetIDs")),
         "severity": _severity(essentials.get("severity")),
         "raw": ref,
-        "custom_properties": _str_dict(data.get("customProperties"))
-        or _str_dict(_get(context, "properties")),
+        "custom_properties": _custom_properties(kind, data, context),
         "facts": {},
     }
     items = _str_list(essentials.get("configurationItems"))
@@ -341,6 +340,15 @@ def _common_alert(
     fields["occurred_at"] = (resolved_at or fired_at) if condition == "resolved" else fired_at
     fields["dedupe_key"] = _alert_dedupe_key(essentials, condition, ref)
     return _finish(fields, config)
+
+
+def _custom_properties(kind: SignalKind, data: dict, context: Any) -> dict[str, str]:
+    """The rule's custom properties: ``data.customProperties``, or for metric and log alerts
+    ``alertContext.properties`` (in activity log contexts that key holds the event instead)."""
+    custom = _str_dict(data.get("customProperties"))
+    if custom or kind not in (SignalKind.METRIC, SignalKind.METRIC_DYNAMIC, SignalKind.LOG_SEARCH):
+        return custom
+    return _str_dict(_get(context, "properties"))
 
 
 def _normal_signal_type(value: Any) -> str | None:

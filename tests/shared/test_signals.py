@@ -388,3 +388,11 @@ def test_our_payloads_with_any_field_replaced_give_a_signal_or_a_signal_error(na
             continue  # an earlier replacement removed this path
     call = parse_events if name.startswith("event") else parse_alert
     _only_signal_errors(call, document, config=CONFIG)
+
+
+def test_activity_log_event_properties_are_not_taken_for_custom_properties():
+    signal = parse_alert(payload("alert_service_health_weu_incident.json"))
+    assert signal.custom_properties == {}
+    assert parse_alert(payload("alert_metric_pg_cpu_fired.json")).custom_properties == {
+        "team": "finance-platform"
+    }
