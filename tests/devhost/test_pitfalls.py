@@ -1,6 +1,5 @@
 """Known traps of Python Durable Functions, each stated as the behaviour devhost chose."""
 
-import asyncio
 import json
 import time
 from datetime import datetime
@@ -22,7 +21,7 @@ def test_early_event_is_delivered_to_every_later_wait_with_that_name(devhost):
     assert status["output"] == ["first", "first"]
 
 
-def test_real_client_event_data_reaches_the_orchestrator_as_json_text(devhost):
+def test_real_client_event_data_reaches_the_orchestrator_as_json_text(devhost, client_loop):
     """Azure-faithful: the Python client encodes event data twice, the orchestrator gets text."""
     iid = devhost.start_orchestration("wait_event")
 
@@ -30,7 +29,7 @@ def test_real_client_event_data_reaches_the_orchestrator_as_json_text(devhost):
         client = df.DurableOrchestrationClient(client_binding(devhost.url, "DevhostTests", None))
         await client.raise_event(iid, "E", {"ok": True})
 
-    asyncio.run(send())
+    client_loop.run_until_complete(send())
     status = devhost.wait(iid)
     assert status["output"] == '{"ok": true}'
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -161,3 +162,17 @@ def devhost_factory():
 def devhost(devhost_factory) -> DevhostProcess:
     """One running devhost with the test app, shared by the tests that do not restart it."""
     return devhost_factory().start()
+
+
+@pytest.fixture(scope="session")
+def client_loop():
+    """One event loop for every test that uses the SDK's client: the client keeps one shared
+    aiohttp session, bound to the loop it was first used on."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    from azure.durable_functions.models.utils import http_utils
+
+    session = http_utils._client_session
+    if session is not None and not session.closed:
+        loop.run_until_complete(session.close())
+    loop.close()

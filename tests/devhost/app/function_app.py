@@ -171,6 +171,24 @@ def parent(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def parent_of_failing(context: df.DurableOrchestrationContext):
+    try:
+        yield context.call_sub_orchestrator("fails", None)
+    except Exception as exc:
+        return str(exc)
+    return "child did not fail"
+
+
+@app.orchestration_trigger(context_name="context")
+def parent_of_waiting(context: df.DurableOrchestrationContext):
+    try:
+        yield context.call_sub_orchestrator("wait_forever", None, f"{context.instance_id}-child")
+    except Exception as exc:
+        return str(exc)
+    return "child completed"
+
+
+@app.orchestration_trigger(context_name="context")
 def counter(context: df.DurableOrchestrationContext):
     n = context.get_input() or 0
     yield context.call_activity("square", n)
