@@ -407,6 +407,14 @@ def echo_http(req: func.HttpRequest) -> func.HttpResponse:
     )
 
 
+@app.route(route="settings/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def read_setting(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps({"value": os.environ.get(req.route_params["name"])}),
+        mimetype="application/json",
+    )
+
+
 @app.route(route="explode", auth_level=func.AuthLevel.ANONYMOUS)
 def explode(req: func.HttpRequest) -> func.HttpResponse:
     raise RuntimeError("bug in the app")
