@@ -83,7 +83,9 @@ class JwksCache:
         self.ttl = ttl
         self._session = session or requests.Session()
         self._keys: dict[str, Any] = {}
-        self._fetched_at = 0.0
+        self._fetched_at: float | None = None
+        self._failed_at: float | None = None
+        self._failure = ""
         self._lock = threading.Lock()
 
     def _fetch(self) -> None:
@@ -92,9 +94,12 @@ class JwksCache:
             response.raise_for_status()
             document = response.json()
         except (requests.RequestException, ValueError) as exc:
-            raise Unauthenticated(f"cannot fetch the signing keys from {self.uri}: {exc}") from exc
+            self._failed_at = time.monotonic()
+            self._failure = f"cannot fetch the signing keys from {self.uri}: {exc}"
+            raise Unauthenticated(self._failure) from exc
         keys = {}
-        for jwk in document.get("keys", []) if isinstance(document, dict) else []:
+        listed = document.get("keys") if isinstance(document, dict) else None
+        for jwk in listed if isinstance(listed, list) else []:
             if isinstance(jwk, dict) and jwk.get("kty") == "RSA" and jwk.get("kid"):
                 try:
                     keys[jwk["kid"]] = RSAAlgorithm.from_jwk(json.dumps(jwk))
@@ -105,8 +110,12 @@ class JwksCache:
 
     def key(self, kid: str):
         with self._lock:
-            age = time.monotonic() - self._fetched_at
-            if not self._keys or age > self.ttl:
+            now = time.monotonic()
+            if self._failed_at is not None and now - self._failed_at < JWKS_MIN_REFRESH_S:
+                # The issuer just failed to answer: do not make every request wait on it.
+                raise Unauthenticated(self._failure)
+            age = None if self._fetched_at is None else now - self._fetched_at
+            if age is None or age > self.ttl:
                 self._fetch()
             elif kid not in self._keys and age > JWKS_MIN_REFRESH_S:
                 self._fetch()

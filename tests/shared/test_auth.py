@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
+import requests
 from aiohttp import web
 
 from devhost.issuer import AUDIENCE, ISSUER, KEYS_PATH, LocalIssuer
@@ -303,3 +304,52 @@ def test_short_action_key_is_refused():
         ActionTokenSigner(b"short")
     with pytest.raises(AuthConfigError, match="DR_ACTION_TOKEN_KEY"):
         ActionTokenSigner.from_settings({})
+
+
+class FakeSession:
+    """Answers JWKS requests from a list of documents, counting the calls."""
+
+    def __init__(self, *documents):
+        self.documents, self.calls = list(documents), 0
+
+    def get(self, uri, timeout):
+        assert timeout > 0
+        self.calls += 1
+        document = self.documents[min(self.calls, len(self.documents)) - 1]
+        return type(
+            "Answer", (), {"raise_for_status": lambda self: None, "json": lambda self: document}
+        )()
+
+
+def test_keys_are_cached_and_refetched_for_a_new_key_id(issuer, tmp_path, monkeypatch):
+    rotated = LocalIssuer(tmp_path)
+    session = FakeSession(issuer.jwks(), {"keys": issuer.jwks()["keys"] + rotated.jwks()["keys"]})
+    cache = JwksCache("http://keys", session=session)
+    cache.key(issuer.kid)
+    cache.key(issuer.kid)
+    assert session.calls == 1
+    with pytest.raises(Unauthenticated):
+        cache.key(rotated.kid)  # too soon after the last fetch to fetch again
+    monkeypatch.setattr("shared.auth.JWKS_MIN_REFRESH_S", 0.0)
+    assert cache.key(rotated.kid) is not None and session.calls == 2
+
+
+def test_jwks_document_of_the_wrong_shape_gives_no_keys():
+    cache = JwksCache("http://keys", session=FakeSession({"keys": 5}))
+    with pytest.raises(Unauthenticated, match="not among the issuer's keys"):
+        cache.key("any")
+
+
+def test_failed_key_fetch_is_not_retried_for_every_request():
+    class Down:
+        calls = 0
+
+        def get(self, uri, timeout):
+            Down.calls += 1
+            raise requests.ConnectionError("refused")
+
+    cache = JwksCache("http://keys", session=Down())
+    for _ in range(3):
+        with pytest.raises(Unauthenticated, match="cannot fetch the signing keys"):
+            cache.key("any")
+    assert Down.calls == 1
