@@ -122,9 +122,8 @@ def compose_phase(incident: dict[str, Any], plan: dict[str, Any] | None) -> tupl
         return Phase.NEEDS_OPERATOR.value, waiting
     if "signoff" in waiting:
         return Phase.AWAITING_SIGNOFF.value, waiting
-    if "recovery" in waiting:
-        return Phase.AWAITING_APPROVAL.value, waiting
-    if waiting and not running:
+    if waiting:
+        # A gate step shows as running while it waits: the incident waits for a person.
         return Phase.AWAITING_APPROVAL.value, waiting
     if any(step.startswith("validate") for step in running):
         return Phase.VALIDATING.value, waiting
