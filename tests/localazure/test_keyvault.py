@@ -91,3 +91,10 @@ def test_challenge_resource_check_stays_on_unless_the_setting_turns_it_off():
     assert AzureSettings.from_env(off).verify_challenge_resource is False
     with pytest.raises(ValueError, match="DR_KEYVAULT_VERIFY_CHALLENGE_RESOURCE"):
         AzureSettings.from_env({"DR_KEYVAULT_VERIFY_CHALLENGE_RESOURCE": "maybe"})
+
+
+def test_with_the_challenge_resource_check_on_the_local_vault_is_refused(vault):
+    checking = azure_settings(vault).model_copy(update={"verify_challenge_resource": True})
+    with secret_client(vault.settings()["DR_KEYVAULT_URL"], checking) as secrets:
+        with pytest.raises(ValueError, match="verify_challenge_resource"):
+            secrets.get_secret("odoo-db-password")

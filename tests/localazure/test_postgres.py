@@ -210,3 +210,47 @@ def test_promoting_a_server_that_never_was_a_replica_is_rejected(pg):
     body = {"properties": {"replica": {"promoteMode": "Standalone", "promoteOption": "Forced"}}}
     with pytest.raises(HttpResponseError, match="not a replica"):
         pg.servers.begin_update(RESOURCE_GROUP, PRIMARY, body).result()
+
+
+def test_create_a_server_and_a_replica_of_it_then_delete_both(pg, local_azure):
+    group_id = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"
+    created = pg.servers.begin_create_or_update(
+        RESOURCE_GROUP,
+        "drill-pg",
+        {
+            "location": "westeurope",
+            "properties": {
+                "createMode": "Create",
+                "administratorLogin": "drilladmin",
+                "administratorLoginPassword": "drill-password",
+            },
+        },
+    ).result()
+    assert (created.properties.state, created.properties.replica.role) == ("Ready", "Primary")
+    port = created.tags["localPort"]
+    dsn = f"host=127.0.0.1 port={port} user=drilladmin password=drill-password dbname=postgres"
+    with psycopg.connect(dsn, connect_timeout=5) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+    replica = pg.servers.begin_create_or_update(
+        RESOURCE_GROUP,
+        "drill-pg-replica",
+        {
+            "location": "northeurope",
+            "properties": {
+                "createMode": "Replica",
+                "sourceServerResourceId": f"{group_id}/providers/Microsoft.DBforPostgreSQL"
+                "/flexibleServers/drill-pg",
+            },
+        },
+    ).result()
+    assert replica.properties.replica.role == "AsyncReplica"
+    with pytest.raises(HttpResponseError, match="has replicas"):
+        pg.servers.begin_delete(RESOURCE_GROUP, "drill-pg").result()
+
+    pg.servers.begin_delete(RESOURCE_GROUP, "drill-pg-replica").result()
+    pg.servers.begin_delete(RESOURCE_GROUP, "drill-pg").result()
+    with pytest.raises(ResourceNotFoundError):
+        pg.servers.get(RESOURCE_GROUP, "drill-pg")
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(dsn, connect_timeout=2)
