@@ -14,7 +14,7 @@ _FIXED = re.compile(r"^(?P<prefix>.*?)(?P<number>\d{0,9})(?P<suffix>\D*?)$")
 
 
 def split_name(name: str | None) -> tuple[str, int]:
-    """``INV/2025/00001`` -> (``INV/2025/``, 1); ``/`` -> (``/``, 0); None -> ("", 0)."""
+    """``INV/2025/00001`` -> (``INV/2025/``, 1); ``/`` -> ("", 0); None -> ("", 0)."""
     if name is None:
         return "", 0
     match = _FIXED.match(name)

@@ -30,7 +30,7 @@ from psycopg import conninfo, sql
 from pydantic import BaseModel, Field
 
 from shared.finance import hashchain, schema
-from shared.finance.numbering import format_number, monthly_prefix, yearly_prefix
+from shared.finance.numbering import format_number, monthly_prefix, split_name, yearly_prefix
 
 log = logging.getLogger(__name__)
 
@@ -731,7 +731,7 @@ class Generator:
         move_id = self.new_id("account_move")
         for line in lines:
             line.id = self.new_id("account_move_line")
-        name, prefix, number = ("/", "/", 0)
+        name, prefix, number = ("/", *split_name("/"))
         if state == "posted":
             name, prefix, number = self._number(journal, day, refund=refund)
             term.name = name
@@ -832,7 +832,7 @@ class Generator:
         roll = rng.random()
         state = "posted" if roll < 0.97 else "cancel" if roll < 0.99 else "draft"
         if state == "draft":
-            name, prefix, number = "/", "/", 0
+            name, prefix, number = ("/", *split_name("/"))
         else:
             name, prefix, number = self._number(journal, day)
         created = datetime.combine(day, datetime.min.time()) + timedelta(

@@ -1,0 +1,141 @@
+"""The hash input and digest, byte for byte as Odoo builds them, in every version."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.finance import hashchain
+from shared.finance.hashchain import HashLine, HashMove
+from shared.finance.hashcheck import payload_v3
+from shared.finance.numbering import split_name
+
+names = st.one_of(st.none(), st.text(max_size=12))
+ids = st.one_of(st.none(), st.integers(min_value=1, max_value=10**6))
+amounts = st.integers(min_value=0, max_value=10**9)
+
+
+@st.composite
+def moves(draw):
+    move = HashMove(
+        id=draw(st.integers(1, 10**6)),
+        name=draw(names),
+        date=draw(st.dates(date(2000, 1, 1), date(2099, 12, 31))),
+        journal_id=draw(ids),
+        company_id=draw(ids),
+    )
+    line_ids = draw(st.lists(st.integers(1, 10**7), unique=True, max_size=6))
+    lines = []
+    for lid in line_ids:
+        decimals = draw(st.sampled_from([0, 2, 3]))
+        scale = draw(st.sampled_from([0, 2, 3]))
+        debit = draw(amounts) / 10**scale
+        lines.append(
+            HashLine(
+                lid,
+                draw(names),
+                debit,
+                draw(st.sampled_from([None, 0.0])),
+                draw(ids),
+                draw(ids),
+                decimals,
+            )  # fmt: skip
+        )
+    return move, lines
+
+
+@settings(max_examples=300, deadline=None)
+@given(moves(), st.sampled_from([1, 2, 3, 4]))
+def test_payload_is_byte_identical_to_sorted_json_dumps(data, version):
+    move, lines = data
+    assert hashchain.payload(move, lines, version) == hashchain.reference_payload(
+        move, lines, version
+    )
+
+
+def test_line_keys_sort_as_text_so_line_10_comes_before_line_9():
+    move = HashMove(1, "INV/2025/00001", date(2025, 1, 1), 1, 1)
+    lines = [HashLine(9, "a", 1.0, 0.0, 1, None, 2), HashLine(10, "b", 0.0, 1.0, 2, None, 2)]
+    text = hashchain.payload(move, lines, 3)
+    assert text.index('"line_10_account_id"') < text.index('"line_9_account_id"')
+    assert '"line_9_debit":"1.00"' in text and '"line_10_partner_id":"False"' in text
+
+
+def test_money_uses_the_line_currency_decimals_in_v3_and_str_float_before():
+    move = HashMove(1, "X", date(2025, 1, 1), 1, 1)
+    jpy_line = [HashLine(1, "x", 1234.5, None, 1, 1, 0)]
+    assert '"line_1_debit":"1234"' in hashchain.payload(move, jpy_line, 3)  # half to even
+    assert '"line_1_debit":"1234.5"' in hashchain.payload(move, jpy_line, 2)
+    assert '"line_1_credit":"0.0"' in hashchain.payload(move, jpy_line, 1)
+    assert '"name"' not in hashchain.payload(move, jpy_line, 1)
+
+
+def test_version_4_is_prefixed_and_chains_on_the_hex_part_only():
+    move = HashMove(1, "INV/2025/00001", date(2025, 1, 1), 1, 1)
+    first = hashchain.compute(None, move, [], 4)
+    assert first.startswith("$4$") and len(first) == 67
+    second = hashchain.compute(first, move, [], 4)
+    expected = hashlib.sha256((first[3:] + hashchain.payload(move, [], 4)).encode()).hexdigest()
+    assert second == "$4$" + expected
+
+
+def test_verifier_raises_the_version_and_never_lowers_it():
+    move = HashMove(1, "A", date(2025, 1, 1), 1, 1)
+    verifier = hashchain.VersionedVerifier(3)
+    v2 = hashchain.compute(None, move, [], 2)
+    assert verifier.matches(None, move, [], v2) == 2
+    v1 = hashchain.compute(None, move, [], 1)
+    assert verifier.matches(None, move, [], v1) is None  # a chain at 2 cannot go back to 1
+
+
+def _text_rows(move_id: int, lines: list[HashLine]) -> list[tuple]:
+    """Lines as the validator streams them: text ids and amounts, currency ids."""
+    rows = []
+    for ln in sorted(lines, key=lambda x: x.id):
+        debit = None if ln.debit is None else f"{ln.debit:.3f}".rstrip("0").rstrip(".")
+        if debit is not None and "." in debit:
+            debit = f"{ln.debit:.3f}"
+        credit = None if ln.credit is None else "0.00"
+        rows.append(
+            (move_id, str(ln.id), ln.name, debit, credit,
+             None if ln.account_id is None else str(ln.account_id),
+             None if ln.partner_id is None else str(ln.partner_id), ln.currency_decimals)
+        )  # fmt: skip
+    return rows
+
+
+@settings(max_examples=300, deadline=None)
+@given(moves())
+def test_validator_payload_from_text_rows_matches_the_generator_payload(data):
+    move, lines = data
+    decimals = {0: 0, 2: 2, 3: 3}  # currency id == its decimals, for the test
+    move_row = (move.id, move.name, move.date.isoformat(), move.journal_id, move.company_id)
+    rows = _text_rows(move.id, lines)
+    as_floats = [
+        HashLine(ln.id, ln.name, None if r[3] is None else float(r[3]),
+                 None if r[4] is None else float(r[4]), ln.account_id, ln.partner_id,
+                 ln.currency_decimals)
+        for ln, r in zip(sorted(lines, key=lambda x: x.id), rows, strict=True)
+    ]  # fmt: skip
+    assert payload_v3(move_row, rows, decimals) == hashchain.payload(move, as_floats, 3)
+
+
+def test_reference_payload_is_what_json_dumps_gives():
+    move = HashMove(7, "Café/2025/1", date(2025, 3, 1), 2, None)
+    text = hashchain.reference_payload(move, [], 3)
+    assert text == json.dumps(
+        {"company_id": "False", "date": "2025-03-01", "journal_id": "2", "name": "Café/2025/1"},
+        sort_keys=True, ensure_ascii=True, separators=(",", ":"),
+    )  # fmt: skip
+
+
+def test_sequence_prefix_and_number_split_like_odoo():
+    assert split_name("INV/2025/00042") == ("INV/2025/", 42)
+    assert split_name("BILL/2025/01/0007") == ("BILL/2025/01/", 7)
+    assert split_name("/") == ("", 0)  # the lazy prefix leaves "/" to the suffix
+    assert split_name(None) == ("", 0)
+    assert split_name("2025-0001-A") == ("2025-", 1)
