@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import azure.durable_functions as df
@@ -591,9 +592,7 @@ def promote(req: PromoteRequest) -> PromoteResult:
     already = role_before in (None, "None", "Primary") and not _in_recovery(req, before)
 
     if not already:
-        body = {
-            "properties": {"replica": {"promoteMode": "Standalone", "promoteOption": req.option}}
-        }
+        body = promote_body(req.option)
         log.info("promoting %s (%s): %s", rid.name, req.option, req.reason or "no reason given")
         client = pg_client(req.replica.server_id)
         try:
@@ -637,6 +636,23 @@ def promote(req: PromoteRequest) -> PromoteResult:
         write_proof=proof.detail,
     )
     return result
+
+
+def promote_body(option: str) -> dict[str, Any]:
+    """The Servers_Update body of a promotion to an independent (standalone) server."""
+    return {"properties": {"replica": {"promoteMode": "Standalone", "promoteOption": option}}}
+
+
+def pitr_body(location: str, source_id: str, point_in_time: datetime) -> dict[str, Any]:
+    """The Servers_CreateOrUpdate body of a point-in-time restore of ``source_id``."""
+    return {
+        "location": location,
+        "properties": {
+            "createMode": "PointInTimeRestore",
+            "sourceServerResourceId": source_id,
+            "pointInTimeUTC": point_in_time.isoformat().replace("+00:00", "Z"),
+        },
+    }
 
 
 def _in_recovery(req: PromoteRequest, arm_server: Any) -> bool:
@@ -722,14 +738,7 @@ def pitr(req: PitrRequest) -> PitrResult:
         existing = _get_or_none(client, source.resource_group, req.target_name)
         if existing is None:
             src = client.servers.get(source.resource_group, source.name, **ARM_TIMEOUTS)
-            body = {
-                "location": src.location,
-                "properties": {
-                    "createMode": "PointInTimeRestore",
-                    "sourceServerResourceId": req.source.server_id,
-                    "pointInTimeUTC": req.point_in_time.isoformat().replace("+00:00", "Z"),
-                },
-            }
+            body = pitr_body(src.location, req.source.server_id, req.point_in_time)
             log.info("restoring %s at %s into %s", source.name, req.point_in_time, req.target_name)
             poller = client.servers.begin_create_or_update(
                 source.resource_group, req.target_name, body, **ARM_TIMEOUTS

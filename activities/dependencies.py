@@ -5,6 +5,7 @@ value the application reads), and pausing or resuming integration queue workers.
 from __future__ import annotations
 
 import logging
+import os
 
 import azure.durable_functions as df
 import redis
@@ -98,7 +99,9 @@ def storage_switch(req: StorageSwitchRequest) -> StorageSwitchResult:
 def _answers(url: str, timeout_s: float) -> bool:
     """Any HTTP answer counts (an account answers 400/403 to an anonymous GET)."""
     try:
-        requests.get(url, timeout=(timeout_s, timeout_s))
+        requests.get(
+            url, timeout=(timeout_s, timeout_s), verify=os.environ.get("DR_CA_BUNDLE") or True
+        )
     except requests.RequestException as exc:
         log.info("storage endpoint %s does not answer: %s", url, exc)
         return False

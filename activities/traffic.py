@@ -186,7 +186,9 @@ def frontdoor_check(
 
 def _one_check(url: str, region: str | None, require_writable: bool) -> FrontDoorCheck:
     try:
-        resp = requests.get(url, timeout=HTTP_TIMEOUT)
+        resp = requests.get(
+            url, timeout=HTTP_TIMEOUT, verify=os.environ.get("DR_CA_BUNDLE") or True
+        )
     except requests.RequestException as exc:
         return FrontDoorCheck(url=url, ok=False, detail=f"the front door did not answer: {exc}")
     try:

@@ -212,3 +212,39 @@ def start_env(enterable_tmp, monkeypatch) -> Callable[..., Env]:
     yield start
     for azure in reversed(started):
         azure.stop()
+
+
+@pytest.fixture
+def redis_url(enterable_tmp):
+    """A private redis-server on a free port (no persistence), stopped after the test."""
+    import shutil
+    import subprocess
+
+    from devhost.pg import free_port
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("tests need redis-server (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(enterable_tmp)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis.from_url(url, socket_timeout=1).ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
