@@ -749,6 +749,9 @@ class Engine:
     def _finish(self, row: InstanceRow, state: dict, commit: Commit, ts) -> None:
         leaves = _leaves((state.get("actions") or [[]])[0])
         can = next((a for a in leaves if a.get("actionType") == CONTINUE_AS_NEW), None)
+        # Work planned in the episode that ends the execution would belong to no execution.
+        commit.new_work.clear()
+        commit.new_instances.clear()
         if can is not None:
             self._continue_as_new(row, can, commit)
             return
@@ -851,6 +854,8 @@ class Engine:
             self.schedule(target)
         if row.episodes == 0 and row.status == "Running":
             self.schedule(row.instance_id)  # the first episode of a continued-as-new execution
+        if row.status in TERMINAL_STATUSES:
+            self._last_episode.pop(row.instance_id, None)
         self._notify(row.instance_id)
 
     def _disarm_all(self, instance_id: str) -> None:
