@@ -261,3 +261,12 @@ def test_rpc_base_path_serves_the_same_api(devhost):
     r = requests.get(f"{devhost.url}/durabletask/instances/{iid}", timeout=10)
     assert r.status_code == 200
     assert r.json()["runtimeStatus"] == "Completed"
+
+
+def test_activities_run_at_most_max_concurrent_activity_functions_at_once(devhost):
+    """The test app's host.json allows 8 activities at once."""
+    iid = devhost.start_orchestration("fanout", {"n": 24, "activity": "probe"})
+    assert devhost.wait(iid, timeout_s=30)["runtimeStatus"] == "Completed"
+    counts = json.loads((devhost.state_dir / "probe.json").read_text())
+    assert 2 <= counts["max"] <= 8
+    assert counts["now"] == 0

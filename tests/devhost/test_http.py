@@ -276,3 +276,33 @@ def test_the_apps_sample_orchestration_runs_on_devhost(devhost_factory):
     }
     assert requests.post(host.url + "/api/samples/hello", data=b"{", timeout=10).status_code == 400
     host.stop()
+
+
+def test_eventgrid_function_with_a_durable_client_starts_an_orchestration(devhost):
+    event = {
+        "id": f"start-{time.time_ns()}",
+        "subject": "Vienna",
+        "eventType": "t",
+        "eventTime": "2024-05-01T10:00:00Z",
+        "data": {},
+        "dataVersion": "1",
+    }
+    r = requests.post(
+        devhost.url + "/runtime/webhooks/eventgrid",
+        params={"functionName": "eg_starts"},
+        json=[event],
+        timeout=10,
+    )
+    assert r.status_code == 200
+    status = devhost.wait(f"eg-{event['id']}")
+    assert status["output"][0] == "Hello Vienna"
+
+
+def test_admin_runs_an_eventgrid_function_with_the_event_as_input(devhost):
+    event = {"id": f"admin-{time.time_ns()}", "subject": "Bern", "eventType": "t", "data": {}}
+    r = requests.post(
+        devhost.url + "/admin/functions/eg_starts", json={"input": json.dumps(event)}, timeout=5
+    )
+    assert r.status_code == 202
+    _wait_for(lambda: devhost.status(f"eg-{event['id']}"))
+    assert devhost.wait(f"eg-{event['id']}")["output"][0] == "Hello Bern"

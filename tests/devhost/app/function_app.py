@@ -90,6 +90,26 @@ def make_flag(key: str) -> None:
     _state(f"flag-{key}").write_text("set")
 
 
+@app.activity_trigger(input_name="n")
+def probe(n: int) -> int:
+    """Count the probes running at once; keep the highest count seen."""
+    import fcntl
+
+    def update(delta: int) -> None:
+        with open(_state("probe.lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            path = _state("probe.json")
+            counts = json.loads(path.read_text()) if path.exists() else {"now": 0, "max": 0}
+            counts["now"] += delta
+            counts["max"] = max(counts["max"], counts["now"])
+            path.write_text(json.dumps(counts))
+
+    update(1)
+    time.sleep(0.15)
+    update(-1)
+    return n
+
+
 @app.activity_trigger(input_name="value", activity="aliased_name")
 def py_named(value: str) -> str:
     return f"aliased {value}"
@@ -450,6 +470,12 @@ def eg_cloud(event: CloudEvent) -> None:
 @app.event_grid_trigger(arg_name="event")
 def eg_fails(event: func.EventGridEvent) -> None:
     raise RuntimeError("cannot use this event")
+
+
+@app.event_grid_trigger(arg_name="event")
+@app.durable_client_input(client_name="client")
+async def eg_starts(event: func.EventGridEvent, client: df.DurableOrchestrationClient) -> None:
+    await client.start_new("chain", f"eg-{event.id}", event.subject)
 
 
 @app.timer_trigger(
