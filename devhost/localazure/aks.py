@@ -27,7 +27,9 @@ from devhost.localazure.arm import (
 from devhost.localazure.topology_f import (
     AGENT_POOL_NAME,
     ManagedClusterTopology,
+    load_state,
     network_topology,
+    save_state,
 )
 
 log = logging.getLogger(__name__)
@@ -204,6 +206,24 @@ def _from_topology(spec: ManagedClusterTopology, subscription: str) -> ManagedCl
     return cluster
 
 
+def _restored(cluster: ManagedCluster) -> ManagedCluster:
+    """A cluster saved by an earlier run: operations it had under way are taken as done."""
+    if cluster.provisioning_state in ("Starting", "Stopping"):
+        target = "Running" if cluster.provisioning_state == "Starting" else "Stopped"
+        cluster.power_state = target
+        for pool in cluster.pools.values():
+            pool.power_state = target
+            pool.nodes = pool.count if target == "Running" else 0
+    cluster.provisioning_state = "Succeeded"
+    for pool in cluster.pools.values():
+        if pool.provisioning_state != "Succeeded":
+            pool.nodes = pool.count if pool.power_state == "Running" else 0
+            pool.provisioning_state = "Succeeded"
+    # Monotonic times do not survive a restart; the nodes were there before it.
+    cluster.nodes_since = time.monotonic() - 3600 if cluster.running_nodes() else None
+    return cluster
+
+
 def find_cluster(state: Any, name: str) -> ManagedCluster | None:
     """The cluster called ``name`` (names are unique in a topology), case-insensitively."""
     with state.lock:
@@ -266,17 +286,28 @@ class AksProvider:
         self.state = state
         self.topology = network_topology(state).aks
         subscription = state.topology.subscription
+        saved = load_state(env.state_dir, NAME)
         with state.lock:
             clusters = _clusters(state)
-            for spec in self.topology.clusters:
-                cluster = _from_topology(spec, subscription)
-                clusters[cluster.id.lower()] = cluster
+            if saved is not None:
+                for key, raw in saved.get("clusters", {}).items():
+                    clusters[key] = _restored(ManagedCluster.model_validate(raw))
+                log.info("aks: %d clusters from the earlier run", len(clusters))
+            else:
+                for spec in self.topology.clusters:
+                    cluster = _from_topology(spec, subscription)
+                    clusters[cluster.id.lower()] = cluster
         state.register_dump(NAME, self.dump)
         state.on_region_failed(self._region_failed)
 
     def dump(self) -> dict[str, Any]:
         with self.state.lock:
             return {"clusters": [c.body() for c in _clusters(self.state).values()]}
+
+    def save(self) -> None:
+        with self.state.lock:
+            data = {k: c.model_dump(mode="json") for k, c in _clusters(self.state).items()}
+            save_state(self.env.state_dir, NAME, {"clusters": data})
 
     def _region_failed(self, region: str) -> None:
         for cluster_id in cluster_ids(self.state):
@@ -373,6 +404,7 @@ class AksProvider:
                     "running operation to end",
                 )
             cluster.provisioning_state = "Starting" if target == "Running" else "Stopping"
+            self.save()
         log.info("cluster %s: %s requested", cluster.name, cluster.provisioning_state.lower())
 
         def work() -> None:
@@ -390,6 +422,7 @@ class AksProvider:
                     pool.nodes = pool.count if target == "Running" else 0
                 cluster.provisioning_state = "Succeeded"
                 _note_nodes(cluster, had_nodes)
+                self.save()
             log.info("cluster %s is now %s", cluster.name, target)
             return None
 
@@ -435,7 +468,7 @@ class AksProvider:
                     f"cluster {cluster.name} is stopped: start it before changing agent pools",
                 )
             existing = cluster.pools.get(name)
-            if existing is not None and existing.provisioning_state != "Succeeded":
+            if existing is not None and existing.provisioning_state not in ("Succeeded", "Failed"):
                 raise ArmError(
                     409,
                     "OperationNotAllowed",
@@ -445,6 +478,7 @@ class AksProvider:
             cluster.pools[name] = pool
             pool.provisioning_state = state_word
             body = cluster.pool_body(pool)
+            self.save()
         log.info(
             "agent pool %s/%s: %s to %s nodes (%s)",
             cluster.name,
@@ -467,6 +501,7 @@ class AksProvider:
                 pool.nodes = target_nodes if pool.power_state == "Running" else 0
                 pool.provisioning_state = "Succeeded"
                 _note_nodes(cluster, had_nodes)
+                self.save()
                 return cluster.pool_body(pool)
 
         status = 200 if existing is not None else 201

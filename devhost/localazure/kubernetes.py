@@ -24,7 +24,12 @@ from pydantic import BaseModel, Field
 
 from devhost.localazure import aks
 from devhost.localazure.arm import ArmResponse, ProviderEnv, RawRequest, Route, utc_now_iso
-from devhost.localazure.topology_f import DeploymentTopology, network_topology
+from devhost.localazure.topology_f import (
+    DeploymentTopology,
+    load_state,
+    network_topology,
+    save_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -330,8 +335,15 @@ class KubernetesProvider:
         self.section = network.kubernetes
         self.base_url = ""
         known = {c.name.lower() for c in network.aks.clusters}
+        saved = load_state(env.state_dir, NAME)
         with self.state.lock:
             deployments = self._deployments()
+            if saved is not None:
+                for key, raw in saved.get("deployments", {}).items():
+                    deployments[key] = _restored(Deployment.model_validate(raw))
+                log.info("kubernetes: %d deployments from the earlier run", len(deployments))
+                self.state.register_dump(NAME, self.dump)
+                return
             for cluster, workload in self.section.clusters.items():
                 if cluster.lower() not in known:
                     raise ValueError(
@@ -356,6 +368,11 @@ class KubernetesProvider:
 
     def _deployments(self) -> dict[str, Deployment]:
         return self.state.provider_state(NAME).setdefault("deployments", {})
+
+    def save(self) -> None:
+        with self.state.lock:
+            data = {k: d.model_dump(mode="json") for k, d in self._deployments().items()}
+            save_state(self.env.state_dir, NAME, {"deployments": data})
 
     def routes(self) -> list[Route]:
         return []
@@ -497,6 +514,7 @@ class KubernetesProvider:
             current = deployment_body(dep, self._status(dep))
             patched = merge_patch(current, patch, strategic)
             self._apply(dep, patched)
+            self.save()
             return ArmResponse(200, deployment_body(dep, self._status(dep)))
 
     def _scale_get(self, req: RawRequest, params: dict[str, str]) -> ArmResponse:
@@ -524,6 +542,7 @@ class KubernetesProvider:
                 ((body.get("spec") or {}).get("replicas")) if isinstance(body, dict) else None
             )
             self._set_replicas(dep, replicas)
+            self.save()
             return ArmResponse(200, scale_body(dep, self._status(dep)))
 
     def _scale_patch(self, req: RawRequest, params: dict[str, str]) -> ArmResponse:
@@ -532,6 +551,7 @@ class KubernetesProvider:
         with self.state.lock:
             patched = merge_patch(scale_body(dep, self._status(dep)), patch, strategic)
             self._set_replicas(dep, (patched.get("spec") or {}).get("replicas"))
+            self.save()
             return ArmResponse(200, scale_body(dep, self._status(dep)))
 
     def _replicasets_get(self, req: RawRequest, params: dict[str, str]) -> ArmResponse:
@@ -645,6 +665,15 @@ class KubernetesProvider:
         dep.annotations = annotations
         dep.labels = {k: str(v) for k, v in (metadata.get("labels") or {}).items() if k != "app"}
         dep.resource_version += 1
+
+
+def _restored(dep: Deployment) -> Deployment:
+    """A deployment saved by an earlier run: its rollout is taken as finished."""
+    # Monotonic times do not survive a restart.
+    dep.changed_at = time.monotonic() - 3600
+    dep.template_changed = False
+    dep.ready_before = dep.replicas
+    return dep
 
 
 def _check_replicas(replicas: Any) -> None:

@@ -21,7 +21,7 @@ from devhost.localazure.arm import (
     ProviderEnv,
     Route,
 )
-from devhost.localazure.topology_f import network_topology
+from devhost.localazure.topology_f import load_state, network_topology, save_state
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,13 @@ class LocksProvider:
     def __init__(self, env: ProviderEnv):
         self.env = env
         self.state = env.state
+        saved = load_state(env.state_dir, NAME)
         with self.state.lock:
-            for spec in network_topology(self.state).locks:
+            if saved is not None:
+                for raw in saved.get("locks", []):
+                    lock = Lock.model_validate(raw)
+                    _locks(self.state)[_norm(lock.id)] = lock
+            for spec in network_topology(self.state).locks if saved is None else []:
                 lock = Lock(
                     scope=spec.scope.rstrip("/"),
                     name=spec.name,
@@ -120,6 +125,11 @@ class LocksProvider:
     def dump(self) -> dict[str, Any]:
         with self.state.lock:
             return {"locks": [lock.body() for lock in _locks(self.state).values()]}
+
+    def save(self) -> None:
+        with self.state.lock:
+            data = [lock.model_dump(mode="json") for lock in _locks(self.state).values()]
+            save_state(self.env.state_dir, NAME, {"locks": data})
 
     def routes(self) -> list[Route]:
         op = "Microsoft.Authorization/locks"
@@ -167,12 +177,14 @@ class LocksProvider:
         with self.state.lock:
             existed = _norm(lock.id) in _locks(self.state)
             _locks(self.state)[_norm(lock.id)] = lock
+            self.save()
         log.info("lock %s (%s) placed on %s", lock.name, lock.level, lock.scope)
         return ArmResponse(200 if existed else 201, lock.body())
 
     def delete_lock(self, req: ArmRequest, ctx: ArmContext) -> ArmResponse:
         with self.state.lock:
             removed = _locks(self.state).pop(_norm(req.path), None)
+            self.save()
         if removed is None:
             return ArmResponse(204)
         log.info("lock %s removed from %s", removed.name, removed.scope)

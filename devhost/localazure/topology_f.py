@@ -8,9 +8,12 @@ section with these models, so a typo in the topology fails at start with the fie
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import threading
 import weakref
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
@@ -21,6 +24,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+log = logging.getLogger(__name__)
 
 AGENT_POOL_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 ENDPOINT_TYPES = ("AzureEndpoints", "ExternalEndpoints", "NestedEndpoints")
@@ -239,3 +244,33 @@ def network_topology(state: Any) -> NetworkTopology:
             cluster.resource_group = cluster.resource_group or default_rg
         _parsed[state] = parsed
         return parsed
+
+
+def saved_state_path(state_dir: Path, provider: str) -> Path:
+    """Where a provider of this part of local Azure keeps its state between runs."""
+    return Path(state_dir) / "network" / f"{provider}.json"
+
+
+def save_state(state_dir: Path | None, provider: str, data: Any) -> None:
+    """Write a provider's state (JSON-ready ``data``) atomically, so a restart finds it."""
+    if state_dir is None:
+        return
+    path = saved_state_path(state_dir, provider)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True))
+    tmp.replace(path)
+
+
+def load_state(state_dir: Path | None, provider: str) -> Any:
+    """A provider's state from an earlier run, or None when there is none (or it is unreadable)."""
+    if state_dir is None:
+        return None
+    path = saved_state_path(state_dir, provider)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        log.warning("ignoring unreadable saved state %s: starting from the topology", path)
+        return None

@@ -25,8 +25,10 @@ from devhost.localazure.arm import (
 from devhost.localazure.topology_f import (
     ENDPOINT_TYPES,
     TrafficManagerProfileTopology,
+    load_state,
     network_topology,
     normalise_region,
+    save_state,
 )
 
 log = logging.getLogger(__name__)
@@ -181,12 +183,23 @@ class TrafficManagerProvider:
         self.env = env
         self.state = env.state
         network = network_topology(self.state)
+        saved = load_state(env.state_dir, NAME)
         with self.state.lock:
             profiles = _profiles(self.state)
-            for spec in network.traffic_manager.profiles:
-                profile = _from_topology(spec, self.state.topology.subscription)
-                profiles[profile.id.lower()] = profile
+            if saved is not None:
+                for key, raw in saved.get("profiles", {}).items():
+                    profiles[key] = Profile.model_validate(raw)
+                log.info("trafficmanager: %d profiles from the earlier run", len(profiles))
+            else:
+                for spec in network.traffic_manager.profiles:
+                    profile = _from_topology(spec, self.state.topology.subscription)
+                    profiles[profile.id.lower()] = profile
         self.state.register_dump(NAME, self.dump)
+
+    def save(self) -> None:
+        with self.state.lock:
+            data = {k: p.model_dump(mode="json") for k, p in _profiles(self.state).items()}
+            save_state(self.env.state_dir, NAME, {"profiles": data})
 
     def dump(self) -> dict[str, Any]:
         with self.state.lock:
@@ -271,6 +284,7 @@ class TrafficManagerProvider:
                 profile.endpoints.append(_endpoint_from_body(raw, None, None))
             _check_priorities(profile)
             _profiles(self.state)[key] = profile
+            self.save()
             log.info(
                 "Traffic Manager profile %s %s", profile.name, "replaced" if existed else "created"
             )
@@ -296,6 +310,7 @@ class TrafficManagerProvider:
                     updated.endpoints.append(_endpoint_from_body(raw, old, None))
             _check_priorities(updated)
             _profiles(self.state)[self._key(req)] = updated
+            self.save()
             log.info("Traffic Manager profile %s updated", profile.name)
             updated = updated.model_copy(deep=True)
         return ArmResponse(200, profile_body(self.state, updated))
@@ -304,6 +319,7 @@ class TrafficManagerProvider:
         _enforce_locks(self.state, req)
         with self.state.lock:
             removed = _profiles(self.state).pop(self._key(req), None)
+            self.save()
         if removed is None:
             return ArmResponse(204)
         log.info("Traffic Manager profile %s deleted", removed.name)
@@ -384,6 +400,7 @@ class TrafficManagerProvider:
             if old is None:
                 return ArmResponse(204)
             profile.endpoints = [e for e in profile.endpoints if e is not old]
+            self.save()
             log.info("Traffic Manager %s/%s deleted", profile.name, old.name)
             return ArmResponse(200, DELETED)
 
@@ -400,6 +417,7 @@ class TrafficManagerProvider:
         index = profile.endpoints.index(old) if old is not None else len(profile.endpoints)
         updated.insert(index, ep)
         profile.endpoints = updated
+        self.save()
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:

@@ -226,3 +226,50 @@ def test_throttling_fault_reaches_the_sdk_as_429_then_succeeds_on_retry(azure, t
         raw_response_hook=lambda r: seen.append(r.http_response.status_code),
     )
     assert seen == [429, 200]
+
+
+def test_changes_survive_a_restart_of_local_azure(tmp_path):
+    """Traffic Manager, AKS, Kubernetes and lock state is kept in the state folder."""
+    import yaml
+
+    from devhost.localazure import LocalAzure
+    from shared.azure_clients import ArmClient, containerservice_client
+    from tests.plugins.localazure_network import NETWORK_PROVIDERS, kube
+
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump(network_topology()))
+    lock = (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}/providers/Microsoft.Network/"
+        "trafficmanagerprofiles/tm-odoo/providers/Microsoft.Authorization/locks/keep"
+    )
+    with LocalAzure(tmp_path / "state", path, providers=NETWORK_PROVIDERS) as azure:
+        with trafficmanager_client(SUBSCRIPTION, settings_of(azure)) as tm:
+            tm.endpoints.update(
+                RG, "tm-odoo", EXTERNAL, "odoo-weu", {"properties": {"endpointStatus": "Disabled"}}
+            )
+        with containerservice_client(SUBSCRIPTION, settings_of(azure), polling_interval=0.05) as c:
+            c.agent_pools.begin_create_or_update(
+                RG, "aks-odoo-neu", "odoo", {"properties": {"count": 2}}
+            ).result(timeout=30)
+        kube(
+            azure, "aks-odoo-neu", "PATCH", "/deployments/odoo-web/scale", {"spec": {"replicas": 2}}
+        )
+        with ArmClient(settings_of(azure)) as arm:
+            arm.request(
+                "PUT",
+                lock,
+                api_version="2020-05-01",
+                body={"properties": {"level": "CanNotDelete"}},
+            )
+
+    with LocalAzure(tmp_path / "state", path, providers=NETWORK_PROVIDERS) as azure:
+        with trafficmanager_client(SUBSCRIPTION, settings_of(azure)) as tm:
+            ep = tm.endpoints.get(RG, "tm-odoo", EXTERNAL, "odoo-weu")
+            assert ep.properties.endpoint_status == "Disabled"
+        with containerservice_client(SUBSCRIPTION, settings_of(azure)) as c:
+            assert c.agent_pools.get(RG, "aks-odoo-neu", "odoo").properties.count == 2
+        dep = kube(azure, "aks-odoo-neu", "GET", "/deployments/odoo-web")
+        assert dep["status"]["readyReplicas"] == 2
+        with ArmClient(settings_of(azure)) as arm:
+            status, _ = arm.request("GET", lock, api_version="2020-05-01")
+            assert status == 200
