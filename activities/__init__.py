@@ -11,6 +11,7 @@ from activities.release import bp as release_bp
 from activities.sample import bp as sample_bp
 from activities.traffic import bp as traffic_bp
 from activities.validation import bp as validation_bp
+from activities.watch import bp as watch_bp
 
 blueprints = [
     incident_bp,
@@ -23,5 +24,6 @@ blueprints = [
     isolation_bp,
     dependencies_bp,
     validation_bp,
+    watch_bp,
     sample_bp,
 ]

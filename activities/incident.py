@@ -9,6 +9,7 @@ import azure.durable_functions as df
 from pydantic import BaseModel
 
 from activities.database import evidence as probe_databases
+from activities.watch import observations
 from shared import notify, runtime
 from shared.incident import (
     Assessment,
@@ -61,6 +62,7 @@ def assess(req: AssessRequest) -> Assessment:
     signals = stores.signal_log.signals(req.incident_id)
     notes: list[str] = []
     database = None
+    earlier = req.earlier or observations().latest(req.environment)
     if req.probe_database:
         config = plan_config(req.environment, env)
         request = EvidenceRequest(
@@ -69,7 +71,7 @@ def assess(req: AssessRequest) -> Assessment:
             primary=DbServer(**config["db"]["primary"]),
             replica=DbServer(**config["db"]["replica"]),
             rpo_target_s=config["targets"]["rpo_s"],
-            earlier=req.earlier,
+            earlier=earlier,
         )
         try:
             result = probe_databases(request)
@@ -88,6 +90,7 @@ def assess(req: AssessRequest) -> Assessment:
         database=database,
         primary_region=env.primary_region,
         doorbells_rung=stores.doorbells.rung(req.incident_id),
+        earlier=earlier.model_dump(mode="json") if earlier else None,
         notes=notes,
     )
 

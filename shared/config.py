@@ -221,6 +221,10 @@ class RecoverySettings(_Model):
         default=timedelta(minutes=5),
         description="how long every signal must stay resolved before the incident stands down",
     )
+    watch_interval: Duration = Field(
+        default=timedelta(seconds=5),
+        description="how often the replication monitor observes the primary",
+    )
 
 
 class Environment(_Model):

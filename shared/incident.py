@@ -64,6 +64,9 @@ class Assessment(BaseModel):
     )
     primary_region: str | None = None
     doorbells_rung: int = 0
+    earlier: dict[str, Any] | None = Field(
+        default=None, description="the replication monitor's last observation of the primary"
+    )
     notes: list[str] = Field(default_factory=list)
 
 
@@ -271,6 +274,7 @@ def plan_evidence(assessment: Assessment, classification: Classification) -> dic
         },
         "release": {"last_good": None},
         "signals": assessment.counts.model_dump(),
+        "earlier": assessment.earlier,
     }
 
 

@@ -1,0 +1,55 @@
+"""What the replication monitor last saw of each environment's primary, kept between incidents.
+
+When a region fails, its primary cannot be asked what it had committed. The monitor's last
+observation (taken every few seconds while it answered) is what lets the RPO estimate say how
+much the replica had not yet received, instead of only an upper bound.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from azure.data.tables import TableServiceClient
+from pydantic import BaseModel
+
+from shared.recovery import EarlierObservation
+from shared.stores import CLIENT_OPTIONS, _Table, connection_string_from_settings
+
+log = logging.getLogger(__name__)
+
+
+class WatchRecord(BaseModel):
+    environment: str
+    observation: EarlierObservation
+    recorded_at: datetime
+
+
+class ObservationStore:
+    """One row per environment: the latest observation of a primary that answered."""
+
+    def __init__(self, connection_string: str, *, prefix: str = "dr"):
+        service = TableServiceClient.from_connection_string(connection_string, **CLIENT_OPTIONS)
+        self.table = _Table(service, f"{prefix}watch")
+
+    @classmethod
+    def from_settings(cls, *, prefix: str = "dr") -> ObservationStore:
+        return cls(connection_string_from_settings(), prefix=prefix)
+
+    def save(self, environment: str, observation: EarlierObservation) -> None:
+        record = WatchRecord(
+            environment=environment, observation=observation, recorded_at=datetime.now(UTC)
+        )
+        entity = {
+            "PartitionKey": "primary",
+            "RowKey": environment,
+            "body": record.model_dump_json(),
+        }
+        if not self.table.insert(entity):
+            self.table.merge(entity)
+
+    def latest(self, environment: str) -> EarlierObservation | None:
+        entity = self.table.get("primary", environment)
+        if not entity:
+            return None
+        return WatchRecord.model_validate_json(entity["body"]).observation
