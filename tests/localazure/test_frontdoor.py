@@ -153,3 +153,14 @@ def test_resolution_route_shows_the_cached_answer_and_flush_forgets_it(azure, cl
     assert requests.delete(door + "/_frontdoor/resolution", timeout=10).json() == {"flushed": True}
     info = requests.get(door + "/_frontdoor/resolution", timeout=10).json()
     assert info["ageSeconds"] == 0
+
+
+def test_local_state_dump_shows_every_network_provider(azure, door):
+    served(door)
+    dump = control(azure, "GET", "/_local/state")["providers"]
+    assert dump["trafficmanager"]["profiles"][0]["name"] == "tm-odoo"
+    assert [c["name"] for c in dump["aks"]["clusters"]] == ["aks-odoo-weu", "aks-odoo-neu"]
+    assert len(dump["kubernetes"]["deployments"]) == 8
+    assert dump["odoo"]["westeurope"]["listening"] is True
+    assert dump["frontdoor"]["resolution"]["region"] == "westeurope"
+    assert dump["locks"] == {"locks": []}
