@@ -11,6 +11,7 @@ by ``_write_conf``, which owns ``postgresql.auto.conf``.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import shutil
@@ -187,8 +188,6 @@ class PostgresFleet:
         path = self.root / "servers.json"
         if not path.exists():
             return False
-        import json
-
         with self.lock:
             for item in json.loads(path.read_text()):
                 rec = ServerRecord.model_validate(item)
@@ -247,7 +246,7 @@ class PostgresFleet:
             "max_connections": "100",
             "wal_level": "replica",
             "archive_mode": "on",
-            "archive_command": f"'test ! -f {archive}/%f && cp %p {archive}/%f'",
+            "archive_command": f'\'test ! -f "{archive}/%f" && cp %p "{archive}/%f"\'',
             "archive_timeout": f"'{self.archive_timeout_s}s'",
             "max_wal_senders": "10",
             "max_replication_slots": "10",
@@ -513,11 +512,15 @@ class PostgresFleet:
         """Promote replica ``rec``; returns a sentence saying what was done and why."""
         if rec.role != "AsyncReplica":
             return f"{rec.name} is not a replica (role {rec.role}): promotion already done"
-        rec.promotedAt = utc_now_iso()
+        if not self.facts(rec)["reachable"]:
+            raise ArmError(
+                409, "ServerNotReady", f"replica {rec.name} does not answer: start it first"
+            )
         primary = self.require(rec.replicaOf or "")
         if option == "Planned":
             self._catch_up(rec, primary, wait_s, switchover=mode == "Switchover")
         run_sql(rec.port, "SELECT pg_promote(true, %s)", [PROMOTE_TIMEOUT_S])
+        rec.promotedAt = utc_now_iso()
         lost_link = rec.partitioned
         rec.role, rec.replicaOf, rec.partitioned = "None", None, False
         self._write_conf(rec)
@@ -622,7 +625,7 @@ class PostgresFleet:
     def _rewind(self, old: ServerRecord, new: ServerRecord) -> None:
         """Rewind the old primary's data to where the timelines split, using its own archive."""
         archive = self.archive_dir(old)
-        self._write_conf(old, recovery={"restore_command": f"'cp {archive}/%f %p'"})
+        self._write_conf(old, recovery={"restore_command": f"'cp \"{archive}/%f\" %p'"})
         (self.home(old) / "data" / "recovery.signal").unlink(missing_ok=True)
         run_server_tool(
             [
@@ -674,7 +677,7 @@ class PostgresFleet:
         run_server_tool(["cp", "-a", str(self.backup_dir(source, backup.name)), str(data)])
         archive = self.archive_dir(source)
         recovery = {
-            "restore_command": f"'cp {archive}/%f %p'",
+            "restore_command": f"'cp \"{archive}/%f\" %p'",
             "recovery_target_time": f"'{target.isoformat()}'",
             "recovery_target_action": "'promote'",
         }

@@ -454,7 +454,7 @@ class PostgresProvider:
                 try:
                     self.fleet.promote(rec, mode, option, PLANNED_CATCH_UP_S)
                 finally:
-                    rec.state = before if before not in ("Updating",) else "Ready"
+                    rec.state = before
                     self.fleet.save()
                 return self.shape(rec)
 
