@@ -1,0 +1,320 @@
+"""Each check finds its damage, with the ids a controller looks up, and a clean database has
+no failing check (no false positives) in 16, 17 and 18."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.finance.introspect import ValidationCannotRun
+from shared.finance.live import append_invoice
+from shared.finance.models import CHECK_IDS
+from tests.finance.conftest import statuses
+
+FUTURE = datetime(2090, 1, 1, tzinfo=UTC)
+
+
+def _misc_moves(db, limit=3):
+    """Posted misc entries of company 1 (not hashed), as (id, name, journal_id)."""
+    return db.sql(
+        "SELECT m.id, m.name, m.journal_id FROM account_move m "
+        "JOIN account_journal j ON j.id = m.journal_id "
+        "WHERE j.code = 'MISC' AND m.company_id = 1 AND m.state = 'posted' "
+        "ORDER BY m.sequence_prefix, m.sequence_number LIMIT %s",
+        (limit,),
+    )
+
+
+def _hashed_move(db, odoo: int, offset: int = 5):
+    """A hashed customer invoice in the middle of its chain, and the next move of that chain."""
+    if odoo < 18:
+        rows = db.sql(
+            "SELECT m.id FROM account_move m JOIN account_journal j ON j.id = m.journal_id "
+            "WHERE j.code = 'INV' AND m.company_id = 1 AND m.inalterable_hash IS NOT NULL "
+            "ORDER BY m.secure_sequence_number LIMIT 2 OFFSET %s",
+            (offset,),
+        )
+    else:
+        prefix = db.one(
+            "SELECT sequence_prefix FROM account_move WHERE inalterable_hash LIKE '$4$%%' "
+            "AND company_id = 1 AND move_type = 'out_invoice' ORDER BY id LIMIT 1"
+        )
+        rows = db.sql(
+            "SELECT id FROM account_move WHERE sequence_prefix = %s AND company_id = 1 "
+            "AND inalterable_hash IS NOT NULL ORDER BY sequence_number LIMIT 2 OFFSET %s",
+            (prefix, offset),
+        )
+    return rows[0][0], rows[1][0]
+
+
+@pytest.mark.parametrize("odoo", [16, 17, 18])
+def test_a_clean_seeded_database_has_no_failing_check(seeded, odoo):
+    db = seeded(odoo, moves=400, filestore=True, queue_jobs=True)
+    report = db.validate(recovery_point=FUTURE)
+    assert [c.id for c in report.checks] == list(CHECK_IDS)
+    failing = {c.id: c.detail for c in report.checks if c.status == "fail"}
+    assert failing == {}
+    assert report.summary.fail == 0 and report.summary.skip == 0
+    assert report.odoo_version.startswith(f"{odoo}.0")
+    assert statuses(report)["cron.active"] == "warn"
+    assert statuses(report)["queue.requeued"] == "warn"
+
+
+def test_an_unbalanced_posted_move_is_named_with_its_imbalance(seeded):
+    db = seeded(17)
+    move_id, name, _ = _misc_moves(db, 1)[0]
+    db.sql(
+        "UPDATE account_move_line SET debit = debit + 5, balance = balance + 5 WHERE id = "
+        "(SELECT min(id) FROM account_move_line WHERE move_id = %s AND debit > 0)",
+        (move_id,),
+    )
+    report = db.validate()
+    check = report.check("ledger.unbalanced_moves")
+    assert check.status == "fail" and check.count == 1
+    assert check.samples[0]["move_id"] == move_id and check.samples[0]["name"] == name
+    assert check.samples[0]["imbalance"] in ("5.00", "5")
+    trial = report.check("ledger.trial_balance")
+    assert trial.status == "fail" and [s["company_id"] for s in trial.samples] == [1]
+
+
+def test_lines_missing_from_a_move_are_found(seeded):
+    db = seeded(16)
+    (one, one_name, _), (all_, all_name, _) = _misc_moves(db, 2)
+    db.sql(
+        "DELETE FROM account_move_line WHERE id = (SELECT max(id) FROM account_move_line "
+        "WHERE move_id = %s)",
+        (one,),
+    )
+    db.sql("DELETE FROM account_move_line WHERE move_id = %s", (all_,))
+    check = db.validate().check("ledger.unbalanced_moves")
+    assert check.status == "fail" and check.count == 2
+    by_move = {s["move_id"]: s for s in check.samples}
+    assert "imbalance" in by_move[one]
+    assert by_move[all_]["problem"] == "posted move without lines"
+
+
+def test_orphan_lines_and_lines_out_of_step_with_their_move_are_listed(seeded):
+    db = seeded(18)
+    (gone, _, _), (other, _, _) = _misc_moves(db, 2)
+    lines = [r[0] for r in db.sql("SELECT id FROM account_move_line WHERE move_id = %s", (gone,))]
+    db.sql("ALTER TABLE account_move_line DROP CONSTRAINT account_move_line_move_id_fkey")
+    db.sql("DELETE FROM account_move WHERE id = %s", (gone,))
+    drifted = db.one("SELECT min(id) FROM account_move_line WHERE move_id = %s", (other,))
+    db.sql("UPDATE account_move_line SET parent_state = 'draft' WHERE id = %s", (drifted,))
+    check = db.validate().check("ledger.orphan_lines")
+    assert check.status == "fail" and check.count == len(lines) + 1
+    reasons = {s["line_id"]: s["reason"] for s in check.samples}
+    assert all(reasons[line] == "move missing" for line in lines)
+    assert reasons[drifted] == "state differs from the move"
+
+
+@pytest.mark.parametrize("odoo", [16, 17])
+def test_a_duplicated_number_is_found_with_both_moves(seeded, odoo):
+    db = seeded(odoo)
+    (first, name, journal), (second, _, _) = _misc_moves(db, 2)
+    if odoo == 17:  # a restore that lost the unique index
+        db.sql("DROP INDEX account_move_unique_name")
+    db.sql(
+        "UPDATE account_move SET name = %s, sequence_number = sequence_number - 1 WHERE id = %s",
+        (name, second),
+    )
+    check = db.validate().check("sequence.duplicates")
+    assert check.status == "fail" and check.count == 1
+    assert check.samples[0]["move_ids"] == [first, second]
+    assert check.samples[0]["journal_id"] == journal and check.samples[0]["name"] == name
+    if odoo == 17:
+        assert "account_move_unique_name is missing" in check.detail
+
+
+def test_a_gap_names_the_journal_the_prefix_and_the_missing_number(seeded):
+    db = seeded(17)
+    middle, journal, prefix, number = db.one(
+        "SELECT m.id, m.journal_id, m.sequence_prefix, m.sequence_number FROM account_move m "
+        "JOIN account_journal j ON j.id = m.journal_id WHERE j.code = 'BNK1' "
+        "AND m.company_id = 1 AND m.state = 'posted' ORDER BY m.sequence_prefix, "
+        "m.sequence_number LIMIT 1 OFFSET 3"
+    )
+    db.sql("DELETE FROM account_move WHERE id = %s", (middle,))
+    check = db.validate().check("sequence.gaps")
+    assert check.status == "fail" and check.count == 1
+    sample = check.samples[0]
+    assert (sample["journal_id"], sample["prefix"], sample["missing"]) == (
+        journal,
+        prefix,
+        [number],
+    )
+    assert sample["journal"] == "BNK1"
+
+
+@pytest.mark.parametrize("odoo", [16, 17, 18])
+def test_an_altered_amount_in_a_hashed_move_breaks_the_chain_at_that_move(seeded, odoo):
+    db = seeded(odoo, moves=400)
+    move_id, successor = _hashed_move(db, odoo)
+    # Move 1.00 between two lines: still balanced, but not what was hashed.
+    db.sql(
+        "UPDATE account_move_line SET debit = debit + 1, balance = balance + 1 "
+        "WHERE move_id = %s AND display_type = 'payment_term'",
+        (move_id,),
+    )
+    db.sql(
+        "UPDATE account_move_line SET credit = credit + 1, balance = balance - 1 "
+        "WHERE id = (SELECT min(id) FROM account_move_line WHERE move_id = %s "
+        "AND display_type = 'product')",
+        (move_id,),
+    )
+    report = db.validate()
+    assert statuses(report)["ledger.unbalanced_moves"] == "pass"
+    check = report.check("hash_chain.broken")
+    assert check.status == "fail" and check.count == 1
+    assert check.samples[0]["kind"] == "hash_mismatch"
+    assert check.samples[0]["move_id"] == move_id
+
+
+@pytest.mark.parametrize("odoo", [16, 17, 18])
+def test_a_removed_hashed_move_is_found_at_its_successor(seeded, odoo):
+    db = seeded(odoo, moves=400)
+    move_id, successor = _hashed_move(db, odoo)
+    db.sql("DELETE FROM account_move WHERE id = %s", (move_id,))
+    check = db.validate().check("hash_chain.broken")
+    assert check.status == "fail"
+    kinds = {(s["kind"], s.get("move_id") or s.get("next_move_id")) for s in check.samples}
+    assert ("hash_mismatch", successor) in kinds
+    if odoo < 18:
+        assert ("secure_numbers_missing", successor) in kinds
+
+
+def test_a_changed_line_label_in_a_hashed_move_is_found(seeded):
+    db = seeded(18, moves=300)
+    move_id, _ = _hashed_move(db, 18, offset=2)
+    db.sql(
+        "UPDATE account_move_line SET name = name || ' (edited)' WHERE id = "
+        "(SELECT min(id) FROM account_move_line WHERE move_id = %s)",
+        (move_id,),
+    )
+    check = db.validate().check("hash_chain.broken")
+    assert [s["move_id"] for s in check.samples] == [move_id]
+
+
+def test_a_missing_file_and_a_file_with_other_content_are_told_apart(seeded):
+    db = seeded(17, moves=300, filestore=True)
+    (gone_id, gone_file), (bad_id, bad_file) = db.sql(
+        "SELECT min(id), store_fname FROM ir_attachment GROUP BY store_fname "
+        "HAVING count(*) = 1 ORDER BY 1 LIMIT 2"
+    )
+    (db.filestore / gone_file).unlink()
+    (db.filestore / bad_file).write_bytes(b"%PDF-1.4 not the invoice that was sent")
+    report = db.validate()
+    missing, wrong = report.check("attachments.missing"), report.check("attachments.checksum")
+    assert missing.status == "fail" and [s["attachment_id"] for s in missing.samples] == [gone_id]
+    assert wrong.status == "fail" and [s["attachment_id"] for s in wrong.samples] == [bad_id]
+    assert wrong.samples[0]["problem"] == "sha1 differs"
+
+
+def test_database_stored_attachments_are_checked_without_a_filestore(seeded):
+    db = seeded(18, moves=200)
+    aid = db.one("SELECT min(id) FROM ir_attachment")
+    db.sql("UPDATE ir_attachment SET db_datas = 'garbage'::bytea WHERE id = %s", (aid,))
+    wrong = db.validate().check("attachments.checksum")
+    assert wrong.status == "fail" and wrong.samples[0]["attachment_id"] == aid
+
+
+def test_attachments_on_disk_are_skipped_without_a_filestore(seeded):
+    db = seeded(16, moves=100, filestore=True)
+    report = db.validate(filestore=None)
+    assert statuses(report)["attachments.missing"] == "skip"
+    assert "--filestore" in report.check("attachments.missing").detail
+
+
+def test_entries_written_after_the_recovery_point_are_listed(seeded):
+    db = seeded(17, moves=100)
+    assert db.validate().check("recovery_point.after").status == "skip"
+    point = datetime.now(UTC) - timedelta(seconds=1)
+    invoice = append_invoice(db.dsn, seed=3)
+    check = db.validate(recovery_point=point).check("recovery_point.after")
+    assert check.status == "fail" and check.count == 4  # the move and its three lines
+    assert {"table": "account_move", "id": invoice.id} == {
+        k: v for k, v in check.samples[0].items() if k in ("table", "id")
+    }
+    assert "account_move_line: 3" in check.detail
+
+
+def test_inconsistent_reconciliations_name_the_partial_and_the_lines(seeded):
+    db = seeded(17, moves=400)
+    (across, _), (dropped, debit_line) = db.sql(
+        "SELECT id, debit_move_id FROM account_partial_reconcile ORDER BY id LIMIT 2"
+    )
+    tax_line = db.one("SELECT min(id) FROM account_move_line WHERE display_type = 'tax'")
+    db.sql(
+        "UPDATE account_partial_reconcile SET credit_move_id = %s WHERE id = %s",
+        (tax_line, across),
+    )
+    db.sql("DELETE FROM account_partial_reconcile WHERE id = %s", (dropped,))
+    check = db.validate().check("reconcile.inconsistent")
+    assert check.status == "fail"
+    partials = {s["partial_id"]: s["reason"] for s in check.samples if s["kind"] == "partial"}
+    assert partials[across] == "lines on different accounts"
+    lines = {s["line_id"] for s in check.samples if s["kind"] == "line"}
+    assert debit_line in lines
+
+
+def test_due_scheduled_jobs_warn_and_fail_when_jobs_are_expected_held(seeded):
+    db = seeded(16, moves=50)
+    warned = db.validate().check("cron.active")
+    assert warned.status == "warn" and warned.count == 3
+    assert "mail.ir_cron_mail_scheduler_action" in {s["xml_id"] for s in warned.samples}
+    assert db.validate(expect_jobs_held=True).check("cron.active").status == "fail"
+    db.sql("UPDATE ir_cron SET active = false")
+    assert db.validate(expect_jobs_held=True).check("cron.active").status == "pass"
+
+
+def test_queue_jobs_put_back_in_the_queue_warn_with_their_ids(seeded):
+    db = seeded(18, moves=50, queue_jobs=True)
+    db.sql("UPDATE queue_job SET state = 'done' WHERE state IN ('enqueued', 'started')")
+    assert db.validate().check("queue.requeued").status == "pass"
+    ids = [r[0] for r in db.sql("UPDATE queue_job SET state = 'started' WHERE id IN (3, 5) "
+                                "RETURNING id")]  # fmt: skip
+    check = db.validate().check("queue.requeued")
+    assert check.status == "warn" and sorted(s["job_id"] for s in check.samples) == sorted(ids)
+    without = seeded(18, moves=50)
+    assert without.validate().check("queue.requeued").status == "pass"
+
+
+def test_a_company_filter_keeps_other_companies_damage_out(seeded):
+    db = seeded(17)
+    move = db.one(
+        "SELECT min(id) FROM account_move WHERE company_id = 2 AND state = 'posted' "
+        "AND move_type = 'entry'"
+    )
+    db.sql(
+        "UPDATE account_move_line SET debit = debit + 3, balance = balance + 3 WHERE id = "
+        "(SELECT min(id) FROM account_move_line WHERE move_id = %s AND debit > 0)",
+        (move,),
+    )
+    assert db.validate(companies=[1]).check("ledger.unbalanced_moves").status == "pass"
+    assert db.validate(companies=[2]).check("ledger.unbalanced_moves").status == "fail"
+
+
+def test_a_database_that_is_not_odoo_cannot_be_validated(seeded, pg_server):
+    db = seeded(17, moves=20)
+    db.sql("DROP TABLE ir_module_module CASCADE")
+    with pytest.raises(ValidationCannotRun, match="not an Odoo database"):
+        db.validate()
+
+
+def test_odoo_without_accounting_or_too_old_cannot_be_validated(seeded):
+    db = seeded(16, moves=20)
+    db.sql("UPDATE ir_module_module SET latest_version = '15.0.1.3' WHERE name = 'base'")
+    with pytest.raises(ValidationCannotRun, match="the checks know Odoo 16, 17 and 18"):
+        db.validate()
+    db.sql("UPDATE ir_module_module SET latest_version = '16.0.1.3' WHERE name = 'base'")
+    db.sql("UPDATE ir_module_module SET state = 'uninstalled' WHERE name = 'account'")
+    with pytest.raises(ValidationCannotRun, match="without accounting"):
+        db.validate()
+
+
+def test_a_missing_column_is_named_rather_than_assumed(seeded):
+    db = seeded(18, moves=20)
+    db.sql("ALTER TABLE account_move_line DROP COLUMN balance")
+    with pytest.raises(ValidationCannotRun, match="missing account_move_line.balance"):
+        db.validate()
