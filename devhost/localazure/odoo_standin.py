@@ -348,56 +348,16 @@ class OdooStandinProvider:
     def health(self, region: str) -> Health:
         """The answer of the region's ``/web/health`` now (also what Traffic Manager probes)."""
         region = region.replace(" ", "").lower()
-        standin = self.standin(region)
-        if standin is None:
-            return Health(
-                http_status=404, status="fail", region=region, reason=f"no Odoo in {region}"
-            )
-        if self.state.region_failed(region):
-            return Health(
-                http_status=503, status="fail", region=region, reason=f"region {region} is down"
-            )
-        k8s = kubernetes.provider(self.state)
-        dep = k8s.find(standin.spec.cluster, standin.spec.deployment) if k8s else None
-        if dep is None:
-            return Health(
-                http_status=503,
-                status="fail",
-                region=region,
-                reason=f"no deployment {standin.spec.deployment} in {standin.spec.cluster}",
-            )
-        status = k8s.status_of(dep)
-        if status.ready == 0:
-            return Health(
-                http_status=503,
-                status="fail",
-                region=region,
-                reason=f"{dep.name} in {dep.cluster} has no ready replicas",
-            )
-        broken = set(dep.current.images.values()) & self.broken_images
-        if broken:
-            return Health(
-                http_status=500,
-                status="fail",
-                region=region,
-                reason=f"release {dep.current.revision} ({', '.join(sorted(broken))}) is failing",
-            )
+        problem = self._application_problem(region)
+        if problem is not None:
+            return _failing(region, *problem)
         target = self.database_target(region)
         if target is None:
-            return Health(
-                http_status=503,
-                status="fail",
-                region=region,
-                reason=f"{dep.name} has no DB_HOST: the application has no database",
-            )
+            return _failing(region, 503, "the application has no DB_HOST: it has no database")
         database = check_database(target)
         if not database.reachable:
-            return Health(
-                http_status=503,
-                status="fail",
-                region=region,
-                reason=f"database server {target.server} is unreachable",
-                database=database,
+            return _failing(
+                region, 503, f"database server {target.server} is unreachable", database
             )
         return Health(
             http_status=200,
@@ -406,6 +366,32 @@ class OdooStandinProvider:
             reason="application serving",
             database=database,
         )
+
+    def _application_problem(self, region: str) -> tuple[int, str] | None:
+        """Why the application itself cannot answer (HTTP status and reason), or None."""
+        standin = self.standin(region)
+        if standin is None:
+            return 404, f"no Odoo in {region}"
+        if self.state.region_failed(region):
+            return 503, f"region {region} is down"
+        k8s = kubernetes.provider(self.state)
+        dep = k8s.find(standin.spec.cluster, standin.spec.deployment) if k8s else None
+        if dep is None:
+            return 503, f"no deployment {standin.spec.deployment} in {standin.spec.cluster}"
+        if k8s.status_of(dep).ready == 0:
+            return 503, f"{dep.name} in {dep.cluster} has no ready replicas"
+        broken = set(dep.current.images.values()) & self.broken_images
+        if broken:
+            return 500, f"release {dep.current.revision} ({', '.join(sorted(broken))}) is failing"
+        return None
+
+
+def _failing(
+    region: str, http_status: int, reason: str, database: DatabaseHealth | None = None
+) -> Health:
+    return Health(
+        http_status=http_status, status="fail", region=region, reason=reason, database=database
+    )
 
 
 def _container_env(template: dict[str, Any]) -> dict[str, str]:
