@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import json
 import logging
 import os
 import signal
@@ -156,6 +157,10 @@ def run(args) -> int:
             routes = getattr(starter, "routes", None)
             if routes:
                 extra_routes.extend(routes())
+        # Notifications go to the message sink unless local.settings.json names other targets.
+        os.environ.setdefault("DR_NOTIFY_TEAMS_URL", f"{host_url}/.devhost/sink/teams")
+        os.environ.setdefault("DR_NOTIFY_WEBHOOK_URL", f"{host_url}/.devhost/sink/webhook")
+        _write_settings(state_dir, host_url, started)
         options = HostOptions(app_dir, state_dir, args.port, args.enforce_keys, extra_routes)
         asyncio.run(_serve(DevHost(options)))
     except (HostError, HostSettingsError, OSError) as exc:
@@ -168,6 +173,20 @@ def run(args) -> int:
                 log.exception("service %s did not stop cleanly", type(starter).__name__)
         sink.close()
     return 0
+
+
+def _write_settings(state_dir: Path, host_url: str, started: list[Any]) -> None:
+    """Keep the settings handed to the app in the state dir, for tools that explore it."""
+    values = {"DR_HOST_URL": host_url, "DR_STATE_DIR": str(state_dir)}
+    for name in ("DR_NOTIFY_TEAMS_URL", "DR_NOTIFY_WEBHOOK_URL"):
+        values[name] = os.environ[name]
+    for starter in started:
+        values.update(starter.settings())
+    path = state_dir / "settings.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(values, indent=2, sort_keys=True))
+    tmp.chmod(0o600)
+    tmp.replace(path)
 
 
 async def _serve(host) -> None:
