@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The Azure SDK logs every request and response at INFO; that is wire detail (DEBUG).
+    for noisy in ("azure.core.pipeline.policies.http_logging_policy", "azure.identity"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return int(_load(args.command).run(args) or 0)
     except CommandError as exc:
