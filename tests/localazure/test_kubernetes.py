@@ -338,3 +338,48 @@ def test_replicasets_record_the_whole_template_so_a_rollback_restores_configurat
         (2, "odoo:17.0-bad"),
         (3, "odoo:17.0-20251101"),
     ]
+
+
+def test_strategic_merge_merges_named_lists_and_deletes_on_request():
+    from devhost.localazure.kubernetes import merge_patch
+
+    target = {
+        "containers": [
+            {
+                "name": "web",
+                "image": "a",
+                "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+            }
+        ]
+    }
+    patch = {
+        "containers": [
+            {
+                "name": "web",
+                "env": [
+                    {"name": "B", "value": "3"},
+                    {"name": "A", "$patch": "delete"},
+                    {"name": "C", "value": "4"},
+                ],
+            }
+        ]
+    }
+    merged = merge_patch(target, patch, strategic=True)
+    assert merged == {
+        "containers": [
+            {
+                "name": "web",
+                "image": "a",
+                "env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}],
+            }
+        ]
+    }
+    # The same patch as a JSON merge patch replaces the list and drops the image.
+    assert merge_patch(target, patch)["containers"][0].get("image") is None
+    assert target["containers"][0]["env"][0] == {"name": "A", "value": "1"}  # not mutated
+
+
+def test_merge_patch_null_removes_a_key():
+    from devhost.localazure.kubernetes import merge_patch
+
+    assert merge_patch({"a": 1, "b": {"c": 2}}, {"b": None}) == {"a": 1}
