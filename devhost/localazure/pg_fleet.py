@@ -327,6 +327,14 @@ class PostgresFleet:
             owner = db.owner or rec.administratorLogin
             if owner != rec.administratorLogin:
                 self._ensure_login(rec.port, owner, db.owner_password, admin=False)
+                # On Azure the administrator creates the application's login and so may alter
+                # it (password, LOGIN, fencing); the same right, given explicitly.
+                run_sql(
+                    rec.port,
+                    sql.SQL("GRANT {} TO {} WITH ADMIN OPTION").format(
+                        sql.Identifier(owner), sql.Identifier(rec.administratorLogin)
+                    ),
+                )
             run_sql(
                 rec.port,
                 sql.SQL("CREATE DATABASE {} OWNER {}").format(

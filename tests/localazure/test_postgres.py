@@ -254,3 +254,15 @@ def test_create_a_server_and_a_replica_of_it_then_delete_both(pg, local_azure):
         pg.servers.get(RESOURCE_GROUP, "drill-pg")
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(dsn, connect_timeout=2)
+
+
+def test_the_administrator_may_fence_the_application_login(local_azure, pg):
+    vault = secret_client(local_azure.settings()["DR_KEYVAULT_URL"], azure_settings(local_azure))
+    port = pg.servers.get(RESOURCE_GROUP, PRIMARY).tags["localPort"]
+    password = vault.get_secret("pg-admin-password").value
+    dsn = f"host=127.0.0.1 port={port} user=odooadmin password={password} dbname=postgres"
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        conn.execute("ALTER ROLE odoo NOLOGIN")
+        conn.execute("ALTER ROLE odoo SET default_transaction_read_only = on")
+        conn.execute("ALTER ROLE odoo RESET default_transaction_read_only")
+        conn.execute("ALTER ROLE odoo LOGIN")
