@@ -1,7 +1,9 @@
 """Management locks (Microsoft.Authorization/locks) in local Azure, and their enforcement.
 
 A lock sits on a scope (a subscription, a resource group or a resource) and covers
-everything below it. ``CanNotDelete`` refuses deletes; ``ReadOnly`` refuses every write.
+everything below it. ``CanNotDelete`` refuses deletes; ``ReadOnly`` refuses every write and
+every POST action (as on Azure, where it also blocks POSTs that only read, such as listing
+credentials).
 Providers call ``enforce(state, method, path)`` before a change, which raises the 409
 ``ScopeLocked`` that Azure answers, naming the lock.
 """
@@ -30,8 +32,6 @@ LOCK_TYPE = "Microsoft.Authorization/locks"
 LOCKS_SUFFIX = "/providers/Microsoft.Authorization/locks"
 LEVELS = ("CanNotDelete", "ReadOnly")
 WRITE_METHODS = ("PUT", "PATCH", "DELETE", "POST")
-# POST actions that only read, which a ReadOnly lock lets through (as Azure does).
-READ_ACTIONS = ("/listkeys", "/listclusterusercredential", "/listclusteradmincredential")
 # Scopes a lock can be placed on: subscription, resource group, resource, child resource.
 SCOPES = [
     "/subscriptions/{subscription}",
@@ -82,8 +82,6 @@ def enforce(state: Any, method: str, path: str) -> None:
     """Raise 409 ScopeLocked when a lock forbids ``method`` on the resource at ``path``."""
     method = method.upper()
     if method not in WRITE_METHODS or LOCKS_SUFFIX.lower() in path.lower():
-        return
-    if method == "POST" and path.lower().endswith(READ_ACTIONS):
         return
     for lock in covering(state, path):
         if lock.level == "ReadOnly" or method == "DELETE":
