@@ -1,0 +1,83 @@
+"""drctl seed and drctl validate: exit codes 0, 1, 2 and the JSON last line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+
+from devhost.pg import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def drctl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "drctl", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def last_json(proc: subprocess.CompletedProcess) -> dict:
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_seed_then_validate_exits_0_and_1_once_damaged(pg_server):
+    dsn = pg_server.dsn_for("fin_cli_seeded")
+    try:
+        seeded = drctl("seed", "--dsn", dsn, "--odoo", "18", "--moves", "150", "--json")
+        assert seeded.returncode == 0, seeded.stderr
+        assert last_json(seeded)["database"] == "fin_cli_seeded"
+
+        again = drctl("seed", "--dsn", dsn, "--odoo", "18", "--moves", "150")
+        assert again.returncode == 2 and "--force" in again.stderr
+
+        clean = drctl("validate", "--dsn", dsn, "--json")
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        report = last_json(clean)
+        assert set(report) == {
+            "database", "odoo_version", "started_at", "duration_s", "summary", "checks"
+        }  # fmt: skip
+        assert set(report["summary"]) == {"pass", "warn", "fail", "skip"}
+        assert set(report["checks"][0]) == {
+            "id", "status", "count", "samples", "detail", "duration_s"
+        }  # fmt: skip
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE account_move_line SET debit = debit + 1, balance = balance + 1 "
+                "WHERE id = (SELECT min(id) FROM account_move_line WHERE debit > 0 "
+                "AND parent_state = 'posted')"
+            )
+        damaged = drctl("validate", "--dsn", dsn)
+        assert damaged.returncode == 1
+        assert "ledger.unbalanced_moves    fail" in damaged.stdout
+    finally:
+        with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS fin_cli_seeded WITH (FORCE)")
+
+
+def test_validate_exits_2_on_a_database_that_is_not_odoo(pg_server):
+    proc = drctl("validate", "--dsn", pg_server.dsn, "--json")
+    assert proc.returncode == 2
+    assert "not an Odoo database" in last_json(proc)["error"]
+
+
+def test_validate_exits_2_when_the_connection_is_refused():
+    port = free_port()  # nothing listens there
+    proc = drctl("validate", "--dsn", f"host=127.0.0.1 port={port} user=postgres dbname=x")
+    assert proc.returncode == 2
+    assert "could not connect to database x" in proc.stderr
+    assert "refused" in proc.stderr.lower()
+
+
+def test_validate_rejects_a_recovery_point_that_is_not_a_time(pg_server):
+    proc = drctl("validate", "--dsn", pg_server.dsn, "--recovery-point", "yesterday")
+    assert proc.returncode == 2 and "ISO-8601" in proc.stderr
