@@ -454,8 +454,9 @@ class OperationsProvider:
             headers["Location"] = ctx.base_url + req.path + f"?api-version={req.api_version or ''}"
             return ArmResponse(202, None, headers)
         if op.status == "Failed":
+            # 400, not 5xx: clients would retry a 5xx poll as if the poll itself had failed.
             error = op.error or {"code": "OperationFailed", "message": "the operation failed"}
-            raise ArmError(400 if error.get("code") != "InternalServerError" else 500, **error)
+            raise ArmError(400, **error)
         if op.result is None:
             return ArmResponse(204)
         return ArmResponse(200, op.result)
