@@ -204,3 +204,22 @@ def test_read_only_lock_on_a_cluster_refuses_stop(azure, aks):
         aks.managed_clusters.begin_stop(RG, "aks-odoo-weu")
     assert err.value.status_code == 409
     assert err.value.error.code == "ScopeLocked"
+
+
+def test_pool_change_in_a_failed_region_ends_failed_but_the_cluster_stays_readable(azure, aks):
+    from tests.plugins.localazure_network import control
+
+    control(azure, "POST", "/_local/regions/northeurope/fail")
+    poller = aks.agent_pools.begin_create_or_update(
+        RG, "aks-odoo-neu", "odoo", {"properties": {"count": 2}}
+    )
+    with pytest.raises(HttpResponseError) as err:
+        poller.result(timeout=30)
+    assert "RegionUnavailable" in str(err.value) or "unavailable" in str(err.value)
+    assert aks.managed_clusters.get(RG, "aks-odoo-neu").name == "aks-odoo-neu"
+
+    control(azure, "POST", "/_local/regions/northeurope/restore")
+    result = aks.agent_pools.begin_create_or_update(
+        RG, "aks-odoo-neu", "odoo", {"properties": {"count": 2}}
+    ).result(timeout=30)
+    assert result.properties.provisioning_state == "Succeeded"
