@@ -26,9 +26,10 @@ from psycopg import sql
 from activities.database import (
     ARM_TIMEOUTS,
     ActivityError,
-    _az,
     admin_connection,
     audit,
+    azure_error,
+    step_log,
     wait_lro,
 )
 from shared import azure_clients
@@ -65,7 +66,7 @@ class KubeClient:
         self.cluster_id = cluster_id
         self.base_url, self.token, self.verify = _kube_endpoint(cluster_id)
 
-    def _call(self, method: str, path: str, body: Any = None, content_type: str = "") -> Any:
+    def request(self, method: str, path: str, body: Any = None, content_type: str = "") -> Any:
         url = f"{self.base_url}{path}"
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
         if body is not None:
@@ -93,30 +94,30 @@ class KubeClient:
         return resp.json() if resp.content else None
 
     @staticmethod
-    def _deployment_path(namespace: str, name: str) -> str:
+    def deployment_path(namespace: str, name: str) -> str:
         return f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any]:
-        return self._call("GET", self._deployment_path(namespace, name))
+        return self.request("GET", self.deployment_path(namespace, name))
 
     def scale(self, namespace: str, name: str, replicas: int) -> dict[str, Any]:
-        return self._call(
+        return self.request(
             "PATCH",
-            self._deployment_path(namespace, name) + "/scale",
+            self.deployment_path(namespace, name) + "/scale",
             {"spec": {"replicas": replicas}},
             "application/merge-patch+json",
         )
 
     def patch_template(self, namespace: str, name: str, template: dict[str, Any]) -> Any:
-        return self._call(
+        return self.request(
             "PATCH",
-            self._deployment_path(namespace, name),
+            self.deployment_path(namespace, name),
             {"spec": {"template": template}},
             "application/merge-patch+json",
         )
 
     def replicasets(self, namespace: str, app: str) -> list[dict[str, Any]]:
-        body = self._call(
+        body = self.request(
             "GET", f"/apis/apps/v1/namespaces/{namespace}/replicasets?labelSelector=app%3D{app}"
         )
         return list((body or {}).get("items") or [])
@@ -180,7 +181,9 @@ def _kubeconfig_endpoint(cluster_id: str) -> tuple[str, str, Any]:
             rid.resource_group, rid.name, **ARM_TIMEOUTS
         )
     except AzureError as exc:
-        raise ActivityError(f"kubeconfig of {rid.name} could not be read: {_az(exc)}") from exc
+        raise ActivityError(
+            f"kubeconfig of {rid.name} could not be read: {azure_error(exc)}"
+        ) from exc
     finally:
         client.close()
     raw = creds.kubeconfigs[0].value
@@ -205,20 +208,21 @@ def _kubeconfig_endpoint(cluster_id: str) -> tuple[str, str, Any]:
 
 def start_cluster(req: ClusterRequest) -> StartClusterResult:
     """Start a stopped AKS cluster and wait for it; a running cluster is left alone."""
+    slog = step_log(log, req)
     rid = parse_resource_id(req.cluster)
     client = azure_clients.containerservice_client(rid.subscription)
     try:
         before = client.managed_clusters.get(rid.resource_group, rid.name, **ARM_TIMEOUTS)
         power_before = _power(before)
         if power_before != "Running":
-            log.info("starting cluster %s (power state %s)", rid.name, power_before)
+            slog.info("starting cluster %s (power state %s)", rid.name, power_before)
             poller = client.managed_clusters.begin_start(
                 rid.resource_group, rid.name, **ARM_TIMEOUTS
             )
             wait_lro(poller, req.timeout_s, f"starting cluster {rid.name}")
         after = client.managed_clusters.get(rid.resource_group, rid.name, **ARM_TIMEOUTS)
     except AzureError as exc:
-        raise ActivityError(f"starting cluster {rid.name} failed: {_az(exc)}") from exc
+        raise ActivityError(f"starting cluster {rid.name} failed: {azure_error(exc)}") from exc
     finally:
         client.close()
     power_after = _power(after)
@@ -245,6 +249,7 @@ def _power(cluster: Any) -> str | None:
 
 def scale_pool(req: ScalePoolRequest) -> ScalePoolResult:
     """Set a node pool's count (a PUT of the whole pool); the current count is a no-op."""
+    slog = step_log(log, req)
     rid = parse_resource_id(req.cluster)
     client = azure_clients.containerservice_client(rid.subscription)
     try:
@@ -255,7 +260,9 @@ def scale_pool(req: ScalePoolRequest) -> ScalePoolResult:
             if getattr(props, "enable_auto_scaling", False):
                 # Limitation: with the autoscaler on, AKS keeps the count between minCount and
                 # maxCount; the request's count is sent, and the result reports what AKS kept.
-                log.info("pool %s autoscales; %s may not stay at %s", req.pool, rid.name, req.count)
+                slog.info(
+                    "pool %s autoscales; %s may not stay at %s", req.pool, rid.name, req.count
+                )
             props.count = req.count
             poller = client.agent_pools.begin_create_or_update(
                 rid.resource_group, rid.name, req.pool, pool, **ARM_TIMEOUTS
@@ -263,7 +270,9 @@ def scale_pool(req: ScalePoolRequest) -> ScalePoolResult:
             wait_lro(poller, req.timeout_s, f"scaling pool {req.pool} of {rid.name}")
             pool = client.agent_pools.get(rid.resource_group, rid.name, req.pool, **ARM_TIMEOUTS)
     except AzureError as exc:
-        raise ActivityError(f"scaling pool {req.pool} of {rid.name} failed: {_az(exc)}") from exc
+        raise ActivityError(
+            f"scaling pool {req.pool} of {rid.name} failed: {azure_error(exc)}"
+        ) from exc
     finally:
         client.close()
     after = getattr(pool, "properties", pool).count
@@ -399,9 +408,9 @@ _HELD_ANNOTATION = "odoo-finance-dr/held-replicas"
 
 
 def _remember_replicas(kube: KubeClient, req: JobsRequest, replicas: int) -> None:
-    kube._call(
+    kube.request(
         "PATCH",
-        kube._deployment_path(req.namespace, req.deployment),
+        kube.deployment_path(req.namespace, req.deployment),
         {"metadata": {"annotations": {_HELD_ANNOTATION: str(replicas)}}},
         "application/merge-patch+json",
     )

@@ -72,6 +72,19 @@ class ActivityError(RuntimeError):
     """An activity could not do its job; the message says what failed and why."""
 
 
+class StepLog(logging.LoggerAdapter):
+    """A logger whose every record starts with the incident and plan step it runs for."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        prefix = f"'{self.extra['incident_id']}' {self.extra['step_id']}: ".replace("%", "%%")
+        kwargs.setdefault("extra", {}).update(self.extra)
+        return prefix + str(msg), kwargs
+
+
+def step_log(logger: logging.Logger, req: Any) -> StepLog:
+    return StepLog(logger, {"incident_id": req.incident_id, "step_id": req.step_id})
+
+
 # --------------------------------------------------------------------------------------------
 # Helpers shared by the recovery activities
 
@@ -128,7 +141,9 @@ def read_secret(ref: SecretRef) -> tuple[str, Any]:
     except ResourceNotFoundError as exc:
         raise ActivityError(f"Key Vault secret {ref.name!r} does not exist") from exc
     except AzureError as exc:
-        raise ActivityError(f"reading Key Vault secret {ref.name!r} failed: {_az(exc)}") from exc
+        raise ActivityError(
+            f"reading Key Vault secret {ref.name!r} failed: {azure_error(exc)}"
+        ) from exc
     finally:
         client.close()
     return secret.value, secret
@@ -140,13 +155,15 @@ def write_secret(ref: SecretRef, value: str, tags: dict[str, str] | None = None)
     try:
         secret = client.set_secret(ref.name, value, tags=tags, **ARM_TIMEOUTS)
     except AzureError as exc:
-        raise ActivityError(f"writing Key Vault secret {ref.name!r} failed: {_az(exc)}") from exc
+        raise ActivityError(
+            f"writing Key Vault secret {ref.name!r} failed: {azure_error(exc)}"
+        ) from exc
     finally:
         client.close()
     return secret.properties.version
 
 
-def _az(exc: Exception) -> str:
+def azure_error(exc: Exception) -> str:
     """A one-line account of an Azure SDK error: status, ARM error code and message."""
     if isinstance(exc, HttpResponseError):
         code = getattr(getattr(exc, "error", None), "code", None)
@@ -166,7 +183,7 @@ def wait_lro(poller: Any, timeout_s: float, what: str) -> Any:
             raise ActivityError(f"{what} did not finish within {timeout_s:.0f} s")
         return poller.result(timeout=1)
     except AzureError as exc:
-        raise ActivityError(f"{what} failed: {_az(exc)}") from exc
+        raise ActivityError(f"{what} failed: {azure_error(exc)}") from exc
 
 
 def pg_client(server_id: str) -> Any:
@@ -276,7 +293,7 @@ def app_connection(
     return psycopg.connect(autocommit=True, **params)
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -341,7 +358,7 @@ def observe_server(server: DbServer, timeout_s: float, *, primary: bool) -> Serv
     try:
         arm_server = arm_get_server(server.server_id, quick=True)
     except AzureError as exc:
-        arm_error = _az(exc)
+        arm_error = azure_error(exc)
         log.info("ARM GET of %s failed: %s", server.server_id, arm_error)
 
     fields: dict[str, Any] = {
@@ -360,7 +377,7 @@ def observe_server(server: DbServer, timeout_s: float, *, primary: bool) -> Serv
         return ServerObservation(
             server_id=server.server_id,
             reachable=False,
-            error=_first_line(exc),
+            error=first_line(exc),
             observed_at=now_utc(),
             **fields,
         )
@@ -425,7 +442,7 @@ def fence(req: FenceRequest) -> FenceResult:
         stopped, stop_detail = _stop_server(req)
     endpoint_disabled = None
     if req.endpoint is not None:
-        endpoint_disabled = _set_endpoint_status(req.endpoint, "Disabled")[0]
+        endpoint_disabled = set_endpoint_status(req.endpoint, "Disabled")[0]
     new_version = write_secret(
         req.app.password_secret,
         secrets.token_urlsafe(24),
@@ -470,6 +487,7 @@ def _shut_out_role(req: FenceRequest, host: str | None, port: int) -> tuple[bool
     """On the old primary: the role NOLOGIN with an unknown password and read-only by default,
     its open sessions ended. (None, why) when the server does not answer; (False, why) when it
     answers but refuses the change (the admin lacks ADMIN OPTION on the role, say)."""
+    slog = step_log(log, req)
     if host is None:
         return None, "its address is unknown"
     server = req.old_primary.model_copy(update={"host": host, "port": port})
@@ -477,8 +495,8 @@ def _shut_out_role(req: FenceRequest, host: str | None, port: int) -> tuple[bool
     try:
         conn = admin_connect(server, req.connect_timeout_s)
     except (psycopg.Error, OSError) as exc:
-        log.info("old primary %s does not answer: %s", server.server_id, _first_line(exc))
-        return None, _first_line(exc)
+        slog.info("old primary %s does not answer: %s", server.server_id, first_line(exc))
+        return None, first_line(exc)
     try:
         with conn:
             if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
@@ -496,9 +514,9 @@ def _shut_out_role(req: FenceRequest, host: str | None, port: int) -> tuple[bool
                 (req.app.role,),
             ).fetchone()[0]
     except psycopg.Error as exc:
-        log.warning("could not shut %s out of %s: %s", req.app.role, host, _first_line(exc))
-        return False, _first_line(exc)
-    log.info("fenced role %s on %s; ended %s of its sessions", req.app.role, host, ended)
+        slog.warning("could not shut %s out of %s: %s", req.app.role, host, first_line(exc))
+        return False, first_line(exc)
+    slog.info("fenced role %s on %s; ended %s of its sessions", req.app.role, host, ended)
     return True, f"role {req.app.role} set NOLOGIN and read-only; {ended} sessions ended"
 
 
@@ -515,11 +533,11 @@ def _stop_server(req: FenceRequest) -> tuple[bool | None, str]:
         finally:
             client.close()
     except (AzureError, ActivityError) as exc:
-        return False, _az(exc) if isinstance(exc, AzureError) else str(exc)
+        return False, azure_error(exc) if isinstance(exc, AzureError) else str(exc)
     return True, "stop operation Succeeded"
 
 
-def _set_endpoint_status(endpoint: TrafficEndpoint, status: str) -> tuple[bool, str]:
+def set_endpoint_status(endpoint: TrafficEndpoint, status: str) -> tuple[bool, str]:
     """Enable or disable one Traffic Manager endpoint; (done, detail)."""
     rid = parse_resource_id(endpoint.profile_id)
     client = azure_clients.trafficmanager_client(rid.subscription)
@@ -533,8 +551,8 @@ def _set_endpoint_status(endpoint: TrafficEndpoint, status: str) -> tuple[bool, 
             **ARM_TIMEOUTS,
         )
     except AzureError as exc:
-        log.info("setting endpoint %s to %s failed: %s", endpoint.name, status, _az(exc))
-        return False, _az(exc)
+        log.info("setting endpoint %s to %s failed: %s", endpoint.name, status, azure_error(exc))
+        return False, azure_error(exc)
     finally:
         client.close()
     return True, f"endpoint {endpoint.name} is {status}"
@@ -558,7 +576,7 @@ def canary_write(
     except pg_errors.ReadOnlySqlTransaction as exc:
         return _refused(exc, "read_only")
     except psycopg.OperationalError as exc:
-        text = _first_line(exc).lower()
+        text = first_line(exc).lower()
         kind = "other"
         if "password" in text or "not permitted to log in" in text or "authentication" in text:
             kind = "authentication"
@@ -571,7 +589,7 @@ def canary_write(
 
 
 def _refused(exc: Exception, kind: str) -> CanaryResult:
-    return CanaryResult(attempted=True, wrote=False, error=_first_line(exc), refused_by=kind)
+    return CanaryResult(attempted=True, wrote=False, error=first_line(exc), refused_by=kind)
 
 
 # --------------------------------------------------------------------------------------------
@@ -585,6 +603,7 @@ def promote(req: PromoteRequest) -> PromoteResult:
     recovery is not promoted again. With ``req.app`` the application's role gets its Key Vault
     password and LOGIN on the promoted server, since fencing changed both.
     """
+    slog = step_log(log, req)
     started = time.monotonic()
     rid = req.replica.resource
     before = arm_get_server(req.replica.server_id)
@@ -593,13 +612,13 @@ def promote(req: PromoteRequest) -> PromoteResult:
 
     if not already:
         body = promote_body(req.option)
-        log.info("promoting %s (%s): %s", rid.name, req.option, req.reason or "no reason given")
+        slog.info("promoting %s (%s): %s", rid.name, req.option, req.reason or "no reason given")
         client = pg_client(req.replica.server_id)
         try:
             poller = client.servers.begin_update(rid.resource_group, rid.name, body, **ARM_TIMEOUTS)
             wait_lro(poller, req.timeout_s, f"{req.option.lower()} promotion of {rid.name}")
         except AzureError as exc:
-            raise ActivityError(f"promotion of {rid.name} failed: {_az(exc)}") from exc
+            raise ActivityError(f"promotion of {rid.name} failed: {azure_error(exc)}") from exc
         finally:
             client.close()
 
@@ -661,7 +680,7 @@ def _in_recovery(req: PromoteRequest, arm_server: Any) -> bool:
             return bool(conn.execute("SELECT pg_is_in_recovery()").fetchone()[0])
     except (psycopg.Error, OSError) as exc:
         raise ActivityError(
-            f"the replica {req.replica.server_id} does not answer: {_first_line(exc)}"
+            f"the replica {req.replica.server_id} does not answer: {first_line(exc)}"
         ) from exc
 
 
@@ -715,7 +734,7 @@ def write_probe(
                 (incident_id, step_id),
             ).fetchone()
     except (psycopg.Error, OSError, ActivityError) as exc:
-        return WriteProof(writable=False, detail=_first_line(exc))
+        return WriteProof(writable=False, detail=first_line(exc))
     return WriteProof(
         writable=True, detail=f"committed a write (transaction {row[1]}) at {row[0].isoformat()}"
     )
@@ -727,6 +746,7 @@ def write_probe(
 
 def pitr(req: PitrRequest) -> PitrResult:
     """Restore the source at a point in time into an isolated new server, wait, and check it."""
+    slog = step_log(log, req)
     started = time.monotonic()
     source = req.source.resource
     target_id = (
@@ -739,14 +759,16 @@ def pitr(req: PitrRequest) -> PitrResult:
         if existing is None:
             src = client.servers.get(source.resource_group, source.name, **ARM_TIMEOUTS)
             body = pitr_body(src.location, req.source.server_id, req.point_in_time)
-            log.info("restoring %s at %s into %s", source.name, req.point_in_time, req.target_name)
+            slog.info("restoring %s at %s into %s", source.name, req.point_in_time, req.target_name)
             poller = client.servers.begin_create_or_update(
                 source.resource_group, req.target_name, body, **ARM_TIMEOUTS
             )
             wait_lro(poller, req.timeout_s, f"point-in-time restore into {req.target_name}")
         restored = client.servers.get(source.resource_group, req.target_name, **ARM_TIMEOUTS)
     except AzureError as exc:
-        raise ActivityError(f"point-in-time restore into {req.target_name}: {_az(exc)}") from exc
+        raise ActivityError(
+            f"point-in-time restore into {req.target_name}: {azure_error(exc)}"
+        ) from exc
     finally:
         client.close()
 
@@ -818,7 +840,9 @@ def forensic_backup(req: ForensicBackupRequest) -> ForensicBackupResult:
         else:
             already = True
     except AzureError as exc:
-        raise ActivityError(f"on-demand backup {name} of {rid.name} failed: {_az(exc)}") from exc
+        raise ActivityError(
+            f"on-demand backup {name} of {rid.name} failed: {azure_error(exc)}"
+        ) from exc
     finally:
         client.close()
 

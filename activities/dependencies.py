@@ -115,9 +115,9 @@ def queues_pause(req: QueuesRequest) -> QueuesResult:
         dep = kube.deployment(req.namespace, name)
         replicas = int((dep.get("spec") or {}).get("replicas", 1))
         if replicas:
-            kube._call(
+            kube.request(
                 "PATCH",
-                kube._deployment_path(req.namespace, name),
+                kube.deployment_path(req.namespace, name),
                 {"metadata": {"annotations": {PAUSED_ANNOTATION: str(replicas)}}},
                 "application/merge-patch+json",
             )

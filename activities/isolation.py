@@ -14,11 +14,11 @@ from psycopg import sql
 
 from activities.database import (
     ActivityError,
-    _az,
-    _first_line,
-    _set_endpoint_status,
     admin_connection,
     audit,
+    azure_error,
+    first_line,
+    set_endpoint_status,
     write_secret,
 )
 from shared import azure_clients
@@ -61,7 +61,7 @@ def lock(req: LockRequest) -> LockResult:
                     )
                 level = ((existing or {}).get("properties") or {}).get("level", req.level)
             except AzureError as exc:
-                raise ActivityError(f"locking {resource} failed: {_az(exc)}") from exc
+                raise ActivityError(f"locking {resource} failed: {azure_error(exc)}") from exc
             records.append(
                 LockRecord(resource=resource, lock_id=lock_path, level=level, created=not existing)
             )
@@ -100,7 +100,7 @@ def rotate_secrets(req: RotateSecretsRequest) -> RotateSecretsResult:
                     )
                 applied.append(server.server_id)
             except (psycopg.Error, OSError, ActivityError) as exc:
-                missed[server.server_id] = _first_line(exc)
+                missed[server.server_id] = first_line(exc)
         version = write_secret(
             item.secret, value, tags={"rotated-by": "odoo-finance-dr", "incident": req.incident_id}
         )
@@ -128,7 +128,7 @@ def disable_endpoints(req: DisableEndpointsRequest) -> DisableEndpointsResult:
     """Take each Traffic Manager endpoint out of routing."""
     changes = []
     for endpoint in req.endpoints:
-        done, detail = _set_endpoint_status(endpoint, "Disabled")
+        done, detail = set_endpoint_status(endpoint, "Disabled")
         changes.append(
             EndpointChange(
                 profile=parse_resource_id(endpoint.profile_id).name,

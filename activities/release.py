@@ -13,7 +13,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities.compute import KubeClient
-from activities.database import ActivityError, audit
+from activities.database import ActivityError, audit, step_log
 from shared.recovery import (
     DeploymentRollback,
     ReleaseRecord,
@@ -76,6 +76,7 @@ def _rollback_one(kube: KubeClient, req: ReleaseRollbackRequest, name: str) -> D
     therefore carries an annotation naming the step that rolled it back and the revisions and
     images involved; the same step asking again finds it and does nothing.
     """
+    slog = step_log(log, req)
     dep = kube.deployment(req.namespace, name)
     annotations = dep["metadata"].get("annotations") or {}
     marker = f"{req.incident_id}/{req.step_id}"
@@ -100,7 +101,7 @@ def _rollback_one(kube: KubeClient, req: ReleaseRollbackRequest, name: str) -> D
     already = target.revision == current.revision
     if not already:
         template = next(rs for rs in sets if _revision(rs) == target.revision)["spec"]["template"]
-        log.info("rolling %s back to revision %s: %s", name, target.revision, reason)
+        slog.info("rolling %s back to revision %s: %s", name, target.revision, reason)
         mark = {"by": marker, "from": current.revision, "to": target.revision}
         mark["images"] = target.images
         _apply_template(kube, req.namespace, name, template, {MARK: json.dumps(mark)})
@@ -130,9 +131,9 @@ def _apply_template(
     if not full:
         # Limitation: with only images recorded, configuration the bad release changed stays.
         log.info("the release of %s records images only; its configuration is kept", name)
-    kube._call(
+    kube.request(
         "PATCH",
-        kube._deployment_path(namespace, name),
+        kube.deployment_path(namespace, name),
         {"metadata": {"annotations": annotations}, "spec": {"template": clean}},
         "application/merge-patch+json" if full else "application/strategic-merge-patch+json",
     )

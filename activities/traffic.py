@@ -17,7 +17,7 @@ import azure.durable_functions as df
 import requests
 from azure.core.exceptions import AzureError
 
-from activities.database import ARM_TIMEOUTS, ActivityError, _az, audit
+from activities.database import ARM_TIMEOUTS, ActivityError, audit, azure_error, step_log
 from shared import azure_clients
 from shared.recovery import (
     EndpointState,
@@ -37,6 +37,7 @@ POLL_S = 1.0
 
 def cutover(req: TrafficCutoverRequest) -> TrafficResult:
     """Make ``req.endpoint`` the endpoint that answers, then run the checks of ``check``."""
+    slog = step_log(log, req)
     rid = parse_resource_id(req.profile)
     client = azure_clients.trafficmanager_client(rid.subscription)
     try:
@@ -49,7 +50,7 @@ def cutover(req: TrafficCutoverRequest) -> TrafficResult:
             raise ActivityError(f"profile {rid.name} has no endpoint(s) {', '.join(missing)}")
         changes = _plan_changes(req, endpoints)
         for name, properties in changes.items():
-            log.info("Traffic Manager %s: endpoint %s <- %s", rid.name, name, properties)
+            slog.info("Traffic Manager %s: endpoint %s <- %s", rid.name, name, properties)
             client.endpoints.update(
                 rid.resource_group,
                 rid.name,
@@ -59,7 +60,9 @@ def cutover(req: TrafficCutoverRequest) -> TrafficResult:
                 **ARM_TIMEOUTS,
             )
     except AzureError as exc:
-        raise ActivityError(f"Traffic Manager cutover on {rid.name} failed: {_az(exc)}") from exc
+        raise ActivityError(
+            f"Traffic Manager cutover on {rid.name} failed: {azure_error(exc)}"
+        ) from exc
     finally:
         client.close()
 
@@ -102,13 +105,14 @@ def _plan_changes(req: TrafficCutoverRequest, endpoints: dict[str, Any]) -> dict
 
 def check(req: TrafficCutoverRequest, changed: list[str] | None = None) -> TrafficResult:
     """The endpoint is Online, the TTL has passed (after a change), the front door answers."""
+    slog = step_log(log, req)
     changed = changed or []
     rid = parse_resource_id(req.profile)
     states, ttl = _wait_online(req, rid)
     waited = 0.0
     if changed and ttl:
         waited = float(min(ttl, req.max_ttl_wait_s))
-        log.info("waiting out the DNS TTL of %s s (capped at %s s)", ttl, req.max_ttl_wait_s)
+        slog.info("waiting out the DNS TTL of %s s (capped at %s s)", ttl, req.max_ttl_wait_s)
         time.sleep(waited)
 
     url = req.frontdoor or os.environ.get("DR_FRONTDOOR_URL")
@@ -159,7 +163,9 @@ def _wait_online(req: TrafficCutoverRequest, rid: Any) -> tuple[list[EndpointSta
                 break
             time.sleep(POLL_S)
     except AzureError as exc:
-        raise ActivityError(f"reading Traffic Manager profile {rid.name}: {_az(exc)}") from exc
+        raise ActivityError(
+            f"reading Traffic Manager profile {rid.name}: {azure_error(exc)}"
+        ) from exc
     finally:
         client.close()
     dns = profile.properties.dns_config

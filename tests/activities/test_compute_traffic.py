@@ -163,9 +163,9 @@ def test_cutover_to_a_region_whose_database_is_read_only_fails_clearly(start_env
 def test_failed_release_is_rolled_back_once(start_env):
     start_env(_topology())
     kube = KubeClient(WEU)
-    kube._call(
+    kube.request(
         "PATCH",
-        kube._deployment_path("odoo", "odoo-web"),
+        kube.deployment_path("odoo", "odoo-web"),
         {"spec": {"template": {"spec": {"containers": [
             {"name": "odoo-web", "image": "odoo:17.0-broken"}]}}}},
         "application/strategic-merge-patch+json",
