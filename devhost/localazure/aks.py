@@ -333,6 +333,7 @@ class AksProvider:
                 self.user_credential,
                 f"{op}/listClusterUserCredential/action",
             ),
+            Route("GET", CLUSTER_PATH + "/operations/{operationId}", self.operation, f"{op}/read"),
             Route("GET", pools, self.list_pools, f"{op}/agentPools/read"),
             Route("GET", pools + "/{pool}", self.get_pool, f"{op}/agentPools/read"),
             Route("PUT", pools + "/{pool}", self.put_pool, f"{op}/agentPools/write"),
@@ -428,6 +429,22 @@ class AksProvider:
 
         response = ctx.begin_operation(region=cluster.region, work=work, status_style="location")
         return _lowercase_location(response)
+
+    def operation(self, req: ArmRequest, ctx: ArmContext) -> ArmResponse:
+        """The per-cluster operation status (published for 2025-10-02-preview)."""
+        with self.state.lock:
+            cluster = self._cluster(req)
+        op = self.state.operation(req.params["operationId"])
+        if op is None or not op.operation.startswith("Microsoft.ContainerService/"):
+            raise ArmError(
+                404,
+                "NotFound",
+                f"operation {req.params['operationId']} of {cluster.name} is unknown",
+            )
+        body = op.status_body()
+        body["id"] = f"{cluster.id}/operations/{op.id}"
+        body.setdefault("percentComplete", 100 if op.status in ("Succeeded", "Failed") else 40)
+        return ArmResponse(200, body)
 
     def list_pools(self, req: ArmRequest, ctx: ArmContext) -> ArmResponse:
         with self.state.lock:

@@ -187,3 +187,17 @@ def test_async_operation_status_has_the_published_fields(arm):
     )
     assert shape_gaps(running, op) == []
     assert op["status"] in ("InProgress", "Succeeded")
+
+
+def test_per_cluster_operation_status_has_the_published_preview_shape(arm):
+    example = published("arm/lro/aks_operation_status_result_get_2025-10-02-preview.json")
+    arm.request(
+        "PUT", CLUSTER + "/agentPools/nodepool1", api_version=API, body={"properties": {"count": 4}}
+    )
+    _, state = arm.request("GET", "/_local/state", api_version=API)
+    op_id = state["operations"][-1]["id"]
+
+    status, body = arm.request("GET", f"{CLUSTER}/operations/{op_id}", api_version=API)
+    assert status == 200
+    assert shape_gaps(example["responses"]["200"]["body"], body) == []
+    assert body["id"] == f"{CLUSTER}/operations/{op_id}"
