@@ -97,7 +97,13 @@ class StandinOdoo:
         with self._lock:
             if self._server is not None:
                 return
-            server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
+            try:
+                server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
+            except OSError as exc:
+                # The port was taken while the region was down; the front door follows
+                # ``url``, so a new port only leaves DR_ODOO_STANDIN_URLS out of date.
+                log.warning("stand-in %s: port %s is taken (%s)", self.region, self.port, exc)
+                server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
             server.daemon_threads = True
             self.port = server.server_address[1]
             self._server = server
