@@ -13,11 +13,11 @@ import logging
 from urllib.parse import quote
 
 from aiohttp import web
-from pydantic import BaseModel
 
 from devhost.durable import history as h
 from devhost.durable.engine import Engine, EngineError
-from devhost.durable.store import TERMINAL_STATUSES, InstanceRow
+from devhost.durable.status import status_of
+from devhost.durable.store import TERMINAL_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -25,20 +25,6 @@ PUBLIC_PREFIX = "/runtime/webhooks/durabletask"
 RPC_PREFIX = "/durabletask"
 CONTINUATION_HEADER = "x-ms-continuation-token"
 PLACEHOLDER = "INSTANCEID"
-
-
-class InstanceStatus(BaseModel):
-    """The status object of the management API."""
-
-    name: str
-    instanceId: str
-    runtimeStatus: str
-    input: object = None
-    customStatus: object = None
-    output: object = None
-    createdTime: str
-    lastUpdatedTime: str
-    historyEvents: list[dict] | None = None
 
 
 def _flag(request: web.Request, name: str, default: bool) -> bool:
@@ -53,42 +39,6 @@ def _query(request: web.Request, name: str) -> str | None:
         if key.lower() == name.lower():
             return value
     return None
-
-
-def _history_view(history: list[dict], with_output: bool) -> list[dict]:
-    """History as the status API shows it: named event types, no episode markers."""
-    out = []
-    for ev in history:
-        t = ev["EventType"]
-        if t in (h.ORCHESTRATOR_STARTED, h.ORCHESTRATOR_COMPLETED):
-            continue
-        item = {"EventType": h.EVENT_NAMES.get(t, str(t)), "Timestamp": ev["Timestamp"]}
-        for key in ("Name", "TaskScheduledId", "TimerId", "FireAt", "InstanceId", "Reason"):
-            if ev.get(key) is not None:
-                item["FunctionName" if key == "Name" else key] = ev[key]
-        if ev["EventId"] >= 0:
-            item["EventId"] = ev["EventId"]
-        if with_output:
-            for key in ("Result", "Input", "Details"):
-                if ev.get(key) is not None:
-                    item[key] = ev[key]
-        out.append(item)
-    return out
-
-
-def status_of(row: InstanceRow, show_input=True, show_history=False, with_output=False):
-    """The management API's status object for one instance."""
-    return InstanceStatus(
-        name=row.name,
-        instanceId=row.instance_id,
-        runtimeStatus=row.status,
-        input=json.loads(row.input) if (show_input and row.input is not None) else None,
-        customStatus=json.loads(row.custom_status) if row.custom_status else None,
-        output=json.loads(row.output) if row.output is not None else None,
-        createdTime=h.fmt_status_time(row.created_time),
-        lastUpdatedTime=h.fmt_status_time(row.last_updated_time),
-        historyEvents=_history_view(row.history, with_output) if show_history else None,
-    )
 
 
 def _json(body, status: int = 200, headers: dict | None = None) -> web.Response:

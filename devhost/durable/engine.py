@@ -24,6 +24,7 @@ from typing import Any
 from azure.functions._durable_functions import df_dumps, df_loads
 
 from devhost.durable import history as h
+from devhost.durable.status import InstanceStatus, status_of
 from devhost.durable.store import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
@@ -354,6 +355,13 @@ class Engine:
 
     def get(self, instance_id: str) -> InstanceRow | None:
         return self.store.get(instance_id)
+
+    def status(self, instance_id: str, show_history: bool = False) -> InstanceStatus | None:
+        """The instance's status object (None for an unknown id)."""
+        row = self.store.get(instance_id)
+        if row is None:
+            return None
+        return status_of(row, show_history=show_history, with_output=show_history)
 
     async def wait_for(self, instance_id: str, timeout_s: float) -> InstanceRow | None:
         """Wait until the instance is finished or `timeout_s` passes; return its row."""
