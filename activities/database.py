@@ -322,8 +322,8 @@ def evidence(req: EvidenceRequest) -> DbEvidence:
             primary_last_commit_at=primary.last_commit_at,
         )
     backup_age = None
-    if primary.earliest_restore_at:
-        backup_age = max(0.0, (now - primary.earliest_restore_at).total_seconds())
+    if primary.latest_backup_at:
+        backup_age = max(0.0, (now - primary.latest_backup_at).total_seconds())
 
     result = DbEvidence(
         observed_at=now,
@@ -369,6 +369,7 @@ def observe_server(server: DbServer, timeout_s: float, *, primary: bool) -> Serv
         ),
         "arm_error": arm_error,
         "earliest_restore_at": prop(arm_server, "properties", "backup", "earliest_restore_date"),
+        "latest_backup_at": _latest_backup(server) if primary and arm_server else None,
     }
     try:
         with admin_connection(server, timeout_s, arm_server, ask_arm=False) as conn:
@@ -382,6 +383,23 @@ def observe_server(server: DbServer, timeout_s: float, *, primary: bool) -> Serv
             **fields,
         )
     return ServerObservation(server_id=server.server_id, reachable=True, **fields)
+
+
+def _latest_backup(server: DbServer) -> datetime | None:
+    """Completion time of the server's newest backup; None when ARM cannot list them."""
+    rid = server.resource
+    client = pg_client(server.server_id)
+    try:
+        backups = client.backups_automatic_and_on_demand.list_by_server(
+            rid.resource_group, rid.name, **ARM_TIMEOUTS, retry_total=1
+        )
+        times = [prop(b, "properties", "completed_time") for b in backups]
+    except AzureError as exc:
+        log.info("backups of %s could not be listed: %s", rid.name, azure_error(exc))
+        return None
+    finally:
+        client.close()
+    return max((t for t in times if t is not None), default=None)
 
 
 def _text(value: Any) -> str | None:

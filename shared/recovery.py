@@ -189,7 +189,12 @@ class ServerObservation(BaseModel):
     arm_role: str | None = None
     arm_replication_state: str | None = None
     arm_error: str | None = None
-    earliest_restore_at: datetime | None = None
+    earliest_restore_at: datetime | None = Field(
+        default=None, description="ARM backup.earliestRestoreDate: the oldest restorable point"
+    )
+    latest_backup_at: datetime | None = Field(
+        default=None, description="completion time of the newest backup ARM lists"
+    )
 
 
 class EarlierObservation(BaseModel):
@@ -398,7 +403,7 @@ class DbEvidence(BaseModel):
     rpo_within_target: bool | None = None
     rpo_reason: str | None = None
     backup_age_s: float | None = Field(
-        default=None, description="seconds since the primary's earliest restore point"
+        default=None, description="seconds since the primary's newest completed backup"
     )
     carry_forward: EarlierObservation | None = Field(
         default=None, description="pass as `earlier` to the next evidence run"

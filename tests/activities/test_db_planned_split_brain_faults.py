@@ -38,6 +38,7 @@ def test_primary_answering_gives_planned_promotion_and_loses_nothing(start_env):
     seen = evidence(EvidenceRequest(**STEP, primary=primary, replica=replica))
     assert seen.promote_option == "Planned", seen.promote_reason
     assert seen.exposure.seconds == 0 and seen.exposure.bytes == 0
+    assert seen.primary.latest_backup_at is not None and seen.backup_age_s >= 0
 
     fenced = fence(FenceRequest(**STEP, old_primary=primary, app=APP))
     assert fenced.fenced, fenced.gaps
