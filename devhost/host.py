@@ -325,7 +325,11 @@ def load_app(app_dir: Path):
     spec = importlib.util.spec_from_file_location("function_app", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules["function_app"] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        log.exception("importing %s failed", path)
+        raise HostError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
     for value in vars(module).values():
         if isinstance(value, func.FunctionRegister):
             return value
@@ -335,7 +339,11 @@ def load_app(app_dir: Path):
 def index_functions(app) -> FunctionIndex:
     """Call app.get_functions() once and sort the functions by how the host invokes them."""
     index = FunctionIndex()
-    for f in app.get_functions():
+    try:
+        functions = app.get_functions()
+    except Exception as exc:
+        raise HostError(f"the app's functions could not be indexed: {exc}") from exc
+    for f in functions:
         trigger = f.get_trigger()
         ttype = trigger.get_binding_name()
         name = f.get_function_name()
@@ -490,10 +498,13 @@ class DevHost:
             task.cancel()
         if self.runner:
             await self.runner.cleanup()
+            self.runner = None
         if self.engine:
             await self.engine.stop()
+            self.engine = None
         if getattr(self, "_lock_file", None):
             self._lock_file.close()
+            self._lock_file = None
         log.info("host stopped")
 
     # ------------------------------------------------------------------------- keys, status

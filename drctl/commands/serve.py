@@ -151,7 +151,10 @@ def run(args) -> int:
     try:
         extra_routes = list(sink.routes())
         for starter in starters:
-            starter.start()
+            try:
+                starter.start()
+            except Exception as exc:
+                raise CommandError(f"{type(starter).__name__} did not start: {exc}") from exc
             started.append(starter)
             os.environ.update(starter.settings())
             routes = getattr(starter, "routes", None)
@@ -194,7 +197,11 @@ async def _serve(host) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await host.start()
+    try:
+        await host.start()
+    except BaseException:
+        await host.stop()
+        raise
     if host.keys:
         print(f"function key: {host.keys['default']}", flush=True)
         print(f"master key: {host.keys['master']}", flush=True)
