@@ -115,6 +115,8 @@ _writers: dict[str, Any] = {}
 def _audit_writer() -> Any | None:
     storage = os.environ.get("AzureWebJobsStorage")
     if not storage:
+        # Limitation: with no storage configured (plain test runs) there is no trail to append
+        # to; the record is only logged.
         log.warning("AzureWebJobsStorage is unset: the audit record went to the log only")
         return None
     if storage not in _writers:

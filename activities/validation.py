@@ -99,6 +99,11 @@ def finance(req: FinanceValidationRequest) -> ValidationReport:
         database=report.database,
         failed=[c.id for c in report.checks if c.status == "fail"],
     )
+    failed = [c.id for c in report.checks if c.status == "fail"]
+    if req.strict and failed:
+        raise ActivityError(
+            f"strict finance validation of {report.database} failed: {', '.join(failed)}"
+        )
     return report
 
 

@@ -1074,6 +1074,9 @@ class FinanceValidationRequest(ActivityRequest):
     dsn_secret: SecretRef | None = None
     recovery_point: datetime | None = None
     expect_jobs_held: bool = False
+    strict: bool = Field(
+        default=False, description="a failing check fails the activity (security incidents)"
+    )
     companies: list[int] | None = None
     blob_container_url: str | None = None
     statement_timeout_s: float = Field(default=600, gt=0, le=3600)
