@@ -273,3 +273,19 @@ def test_changes_survive_a_restart_of_local_azure(tmp_path):
         with ArmClient(settings_of(azure)) as arm:
             status, _ = arm.request("GET", lock, api_version="2020-05-01")
             assert status == 200
+
+
+def test_azure_endpoint_with_a_target_resource_is_accepted_and_probed_by_location(tm):
+    body = {
+        "properties": {
+            "targetResourceId": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}/providers/"
+            "Microsoft.Network/publicIPAddresses/pip-odoo-neu",
+            "endpointStatus": "Enabled",
+            "endpointLocation": "northeurope",
+            "priority": 9,
+        }
+    }
+    ep = tm.endpoints.create_or_update(RG, "tm-odoo", "AzureEndpoints", "odoo-neu-pip", body)
+    assert ep.type == "Microsoft.Network/trafficManagerProfiles/azureEndpoints"
+    assert ep.properties.target_resource_id.endswith("/pip-odoo-neu")
+    assert ep.properties.endpoint_monitor_status == "Degraded"  # no Odoo runs there yet
