@@ -442,16 +442,19 @@ class PostgresProvider:
                 f"{rec.name} is not a replica (role {rec.role}): only a replica can be promoted",
             )
         lock = self.fleet.server_lock(rec.name)
+        with self.fleet.lock:
+            before = rec.state
+            if rec.role == "AsyncReplica":
+                self._writable(rec)
+                rec.state = "Updating"
 
         def work() -> dict:
             with lock:
                 if rec.role != "AsyncReplica":
                     log.info("%s is already promoted (role %s): nothing to do", rec.name, rec.role)
                     return self.shape(rec)
-                self._region_up(rec)
-                before = rec.state
-                rec.state = "Updating"
                 try:
+                    self._region_up(rec)
                     self.fleet.promote(rec, mode, option, PLANNED_CATCH_UP_S)
                 finally:
                     rec.state = before
@@ -464,16 +467,16 @@ class PostgresProvider:
 
     def _begin_power(self, ctx: ArmContext, rec: ServerRecord, action: str) -> ArmResponse:
         lock = self.fleet.server_lock(rec.name)
-        self._writable(rec)
+        with self.fleet.lock:
+            self._writable(rec)
+            before = rec.state
+            # Shown from the moment the operation is accepted, so GET tells it is under way.
+            rec.state = {"stop": "Stopping", "start": "Starting", "restart": "Restarting"}[action]
 
         def work() -> None:
             with lock:
-                self._region_up(rec)
-                before = rec.state
-                rec.state = {"stop": "Stopping", "start": "Starting", "restart": "Restarting"}[
-                    action
-                ]
                 try:
+                    self._region_up(rec)
                     if action in ("stop", "restart"):
                         self.fleet.stop(rec, "fast")
                     if action in ("start", "restart"):

@@ -266,3 +266,23 @@ def test_the_administrator_may_fence_the_application_login(local_azure, pg):
         conn.execute("ALTER ROLE odoo SET default_transaction_read_only = on")
         conn.execute("ALTER ROLE odoo RESET default_transaction_read_only")
         conn.execute("ALTER ROLE odoo LOGIN")
+
+
+def test_server_shows_stopping_while_the_stop_runs_and_refuses_a_second_one(pg, local_azure):
+    local_azure.control(
+        "POST",
+        "faults",
+        {
+            "operation": "Microsoft.DBforPostgreSQL/flexibleServers/stop/action",
+            "kind": "latency",
+            "seconds": 1.0,
+        },
+    )
+    poller = pg.servers.begin_stop(RESOURCE_GROUP, REPLICA)
+    assert pg.servers.get(RESOURCE_GROUP, REPLICA).properties.state == "Stopping"
+    with pytest.raises(HttpResponseError, match="ServerBusy"):
+        pg.servers.begin_start(RESOURCE_GROUP, REPLICA, polling=False)
+    poller.result()
+    assert pg.servers.get(RESOURCE_GROUP, REPLICA).properties.state == "Stopped"
+    pg.servers.begin_start(RESOURCE_GROUP, REPLICA).result()
+    assert pg.servers.get(RESOURCE_GROUP, REPLICA).properties.state == "Ready"
