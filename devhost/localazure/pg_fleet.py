@@ -245,6 +245,8 @@ class PostgresFleet:
             "wal_log_hints": "on",
             "max_connections": "100",
             "wal_level": "replica",
+            # Limitation: the archive is never pruned; each archive_timeout with writes adds a
+            # segment (1 MB), which is what keeps point-in-time restore within a second or two.
             "archive_mode": "on",
             "archive_command": f'\'test ! -f "{archive}/%f" && cp %p "{archive}/%f"\'',
             "archive_timeout": f"'{self.archive_timeout_s}s'",
@@ -676,6 +678,8 @@ class PostgresFleet:
 
     def restore(self, rec: ServerRecord, source: ServerRecord, target: dt.datetime) -> None:
         """Build ``rec`` from ``source``'s base backup and archive, up to ``target``."""
+        # Limitation: only the source's own backups and archive are used, so a server promoted
+        # recently restores only to points after its post-promotion backup (no GeoRestore).
         backup = self._backup_before(source, target)
         self._flush_archive(source)
         self._prepare_home(rec)
