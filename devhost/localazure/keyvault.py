@@ -149,6 +149,8 @@ class KeyVaultProvider:
             return self._get(vault, name, parts[2] if len(parts) == 3 else None)
         if req.method == "PUT" and len(parts) == 2:
             return self._set(vault, name, body)
+        # Limitation: no delete, recover, purge or attribute updates; the runbooks only read
+        # secrets and set new versions.
         raise ArmError(405, "BadRequest", f"{req.method} {req.path} is not supported here")
 
     def _authorized(self, req: RawRequest) -> bool:

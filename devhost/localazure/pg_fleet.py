@@ -285,6 +285,7 @@ class PostgresFleet:
     def _hba(data: Path) -> None:
         # The postgres superuser (local Azure itself, replication) is trusted on loopback; every
         # other login, the administrator and application logins, needs its password.
+        # Limitation: any local process may connect as that superuser; fine on one machine.
         (data / "pg_hba.conf").write_text(
             "host all postgres 127.0.0.1/32 trust\n"
             "host replication postgres 127.0.0.1/32 trust\n"
