@@ -92,3 +92,47 @@ def test_a_second_host_on_the_same_state_dir_refuses_to_start(devhost_factory, d
         assert "already using the state dir" in str(exc)
     else:
         raise AssertionError("a second host started on a state dir in use")
+
+
+def test_sigkill_while_a_retry_waits_resumes_the_retry_with_the_right_ids(devhost_factory):
+    host = devhost_factory().start()
+    key = f"kill-{time.time_ns()}"
+    iid = host.start_orchestration("slow_retry", {"key": key, "fail_times": 1})
+    counter = host.state_dir / f"flaky-{key}"
+    deadline = time.monotonic() + 10
+    while not counter.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # the failure is committed and the retry timer is waiting
+    host.kill()
+    host.start()
+    status = host.wait(iid, timeout_s=15)
+    assert status["runtimeStatus"] == "Completed", status
+    assert status["output"] == {"result": 2, "after": "Hello after"}
+    assert counter.read_text() == "2"
+    host.stop()
+
+
+def test_sigkill_during_sub_orchestrations_resumes_parent_and_children(devhost_factory):
+    host = devhost_factory().start()
+    key = f"subkill-{time.time_ns()}"
+    iid = host.start_orchestration("parent", key)
+    deadline = time.monotonic() + 10
+    while host.status(f"{iid}-child") is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    host.kill()
+    host.start()
+    status = host.wait(iid, timeout_s=30)
+    assert status["runtimeStatus"] == "Completed", status
+    assert status["output"]["retried"] == 2
+    host.stop()
+
+
+def test_terminate_while_an_activity_runs_drops_its_result(devhost):
+    iid = devhost.start_orchestration("fanout", {"n": 16, "activity": "slow_square"})
+    devhost.wait(iid, statuses=("Running",))
+    r = devhost.mgmt("POST", f"instances/{iid}/terminate", params={"reason": "abort"})
+    assert r.status_code == 202
+    time.sleep(0.8)  # the activities in flight finish meanwhile
+    status = devhost.status(iid, showHistory="true")
+    assert status["runtimeStatus"] == "Terminated"
+    assert status["historyEvents"][-1]["EventType"] == "ExecutionTerminated"

@@ -171,6 +171,15 @@ def retrying(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def slow_retry(context: df.DurableOrchestrationContext):
+    params = context.get_input()
+    options = df.RetryOptions(first_retry_interval_in_milliseconds=1500, max_number_of_attempts=3)
+    result = yield context.call_activity_with_retry("flaky", options, params)
+    after = yield context.call_activity("hello", "after")
+    return {"result": result, "after": after}
+
+
+@app.orchestration_trigger(context_name="context")
 def flaky_child(context: df.DurableOrchestrationContext):
     params = context.get_input()
     return (yield context.call_activity("flaky", params))
