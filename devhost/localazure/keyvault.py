@@ -139,7 +139,10 @@ class KeyVaultProvider:
         parts = [p for p in req.path.split("/") if p]
         if not parts or parts[0] != "secrets":
             raise ArmError(404, "NotFound", f"local Key Vault does not serve {req.path}")
-        body = json.loads(req.body) if req.body else None
+        try:
+            body = json.loads(req.body) if req.body else None
+        except ValueError as exc:
+            raise ArmError(400, "BadParameter", "the request body is not JSON") from exc
         if req.method == "GET" and len(parts) == 1:
             return self._list(vault)
         name = parts[1]
