@@ -3,7 +3,8 @@
 An HTTP server on 127.0.0.1 that resolves the way a DNS resolver in front of Traffic Manager
 does: it asks for the priority routing choice, keeps that answer for the profile's
 ``dnsConfig.ttl`` seconds, and proxies each request to the stand-in Odoo of the chosen region.
-Every answer carries ``X-Served-Region``. So after a cutover the front door keeps sending
+Every answer carries ``X-Served-Region``, and requests are counted per region
+(``GET /_frontdoor/traffic``). So after a cutover the front door keeps sending
 clients to the old region until the cached answer expires, as real resolvers do.
 """
 
@@ -19,7 +20,7 @@ import requests
 from pydantic import BaseModel
 
 from devhost.localazure import odoo_standin, trafficmanager
-from devhost.localazure.arm import ArmResponse, ProviderEnv, RawRequest
+from devhost.localazure.arm import ArmResponse, ProviderEnv, RawRequest, utc_now_iso
 from devhost.localazure.topology_f import network_topology
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class FrontDoorProvider:
         self.url = ""
         self._cache: Resolution | None = None
         self._lock = threading.Lock()
+        self._traffic: dict[str, dict[str, Any]] = {}
         self.state.register_dump(NAME, self.dump)
         self.state.provider_state(NAME)["provider"] = self
 
@@ -87,7 +89,11 @@ class FrontDoorProvider:
 
     def dump(self) -> dict[str, Any]:
         cached = self._cache
-        return {"url": self.url, "resolution": cached.public(self.clock()) if cached else None}
+        return {
+            "url": self.url,
+            "resolution": cached.public(self.clock()) if cached else None,
+            "traffic": self.traffic(),
+        }
 
     def flush(self) -> None:
         """Forget the cached answer, as ``ipconfig /flushdns`` would."""
@@ -129,7 +135,20 @@ class FrontDoorProvider:
 
     # -- HTTP --------------------------------------------------------------------------------
 
+    def traffic(self) -> dict[str, Any]:
+        """Requests sent to each region so far, and when the last one was (UTC)."""
+        with self._lock:
+            return {region: dict(seen) for region, seen in self._traffic.items()}
+
+    def _count(self, region: str) -> None:
+        with self._lock:
+            seen = self._traffic.setdefault(region, {"requests": 0, "lastRequestAt": None})
+            seen["requests"] += 1
+            seen["lastRequestAt"] = utc_now_iso()
+
     def handle(self, req: RawRequest) -> ArmResponse:
+        if req.path == "/_frontdoor/traffic":
+            return ArmResponse(200, {"regions": self.traffic()})
         if req.path == "/_frontdoor/resolution":
             if req.method == "DELETE":
                 self.flush()
@@ -151,6 +170,7 @@ class FrontDoorProvider:
             return ArmResponse(
                 502, {"error": f"no application answers in region {resolution.region}"}, headers
             )
+        self._count(resolution.region)
         return self._proxy(req, standin.url, headers)
 
     def _proxy(self, req: RawRequest, upstream: str, headers: dict[str, str]) -> ArmResponse:

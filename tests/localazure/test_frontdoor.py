@@ -164,3 +164,21 @@ def test_local_state_dump_shows_every_network_provider(azure, door):
     assert dump["odoo"]["westeurope"]["listening"] is True
     assert dump["frontdoor"]["resolution"]["region"] == "westeurope"
     assert dump["locks"] == {"locks": []}
+
+
+def test_traffic_per_region_shows_when_the_old_region_stops_getting_requests(azure, clock, door):
+    served(door)
+    served(door)
+    bring_up_secondary(azure)
+    wait_for(
+        lambda: azure.provider("odoo").health("northeurope").status == "pass",
+        what="secondary healthy",
+    )
+    disable(azure, "odoo-weu")
+    clock.advance(TTL)
+    served(door)
+
+    traffic = requests.get(door + "/_frontdoor/traffic", timeout=10).json()["regions"]
+    assert traffic["westeurope"]["requests"] == 2
+    assert traffic["northeurope"]["requests"] == 1
+    assert traffic["northeurope"]["lastRequestAt"] >= traffic["westeurope"]["lastRequestAt"]
