@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ class DevhostProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         self.app_dir = app_dir
+        self.owns_state_dir = state_dir is None
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="devhost-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -156,6 +158,9 @@ def devhost_factory():
     yield make
     for host in made:
         host.stop()
+    for host in made:
+        if host.owns_state_dir:
+            shutil.rmtree(host.state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
