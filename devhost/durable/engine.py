@@ -416,13 +416,27 @@ class Engine:
                 started = time.monotonic()
                 await self._episode(row, batch, stale)
                 self._last_episode[iid] = (time.monotonic(), time.monotonic() - started)
-        except Exception:
-            log.exception("episode loop of instance '%s' stopped on an engine error", iid)
+        except Exception as exc:
+            log.exception("episode of instance '%s' failed inside devhost", iid)
+            self._fail_after_engine_error(iid, exc)
         finally:
             self._running.discard(iid)
             if iid in self._dirty and not self._stopping:
                 self._dirty.discard(iid)
                 self.schedule(iid)
+
+    def _fail_after_engine_error(self, iid: str, exc: Exception) -> None:
+        """Fail an instance whose episode devhost could not process, rather than leave it hung."""
+        try:
+            row = self.store.get(iid)
+            if row is None or row.status not in ACTIVE_STATUSES:
+                return
+            commit = Commit(instance=row, drop_inbox=True)
+            self._fail(row, commit, f"devhost could not run an episode: {exc!r}", h.utcnow())
+            self.store.commit(commit)
+            self._after_commit(commit)
+        except Exception:
+            log.exception("instance '%s' could not be marked failed", iid)
 
     async def _pace(self, iid: str) -> None:
         """Let completions gather for as long as the last episode of this instance took.

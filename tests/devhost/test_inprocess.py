@@ -55,3 +55,25 @@ def test_in_process_start_raise_event_and_status(tmp_path):
         loop.run_until_complete(scenario())
     finally:
         loop.close()
+
+
+def test_an_episode_devhost_cannot_process_fails_the_instance_instead_of_hanging(tmp_path):
+    def malformed(context_json: str) -> str:
+        return json.dumps({"isDone": False, "schemaVersion": 2, "actions": [[{"actionType": 0}]]})
+
+    async def scenario():
+        engine = Engine(tmp_path / "durable.sqlite", {"malformed": malformed}, {})
+        await engine.start()
+        try:
+            engine.start_instance("malformed", "broken-1", None)
+            row = await engine.wait_for("broken-1", timeout_s=10)
+            assert row.status == "Failed"
+            assert "devhost could not run an episode" in engine.status("broken-1").output
+        finally:
+            await engine.stop()
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
