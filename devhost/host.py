@@ -593,12 +593,15 @@ class DevHost:
         return None, None, matched_path
 
     async def _http(self, request: web.Request) -> web.StreamResponse:
-        tail = request.match_info["tail"]
+        # Split the raw path, then decode each segment: an encoded "/" stays inside its segment.
+        raw = request.rel_url.raw_path
+        prefix = "/" + self.host_json.route_prefix if self.host_json.route_prefix else ""
+        tail = raw[len(prefix) :] if raw.startswith(prefix) else raw
         info, values, matched = self._find_route(tail, request.method)
         if info is None:
             if matched:
-                return _error(405, f"method {request.method} is not allowed on /{tail}")
-            return _error(404, f"no function serves /{tail}")
+                return _error(405, f"method {request.method} is not allowed on {unquote(tail)}")
+            return _error(404, f"no function serves {unquote(tail)}")
         if self.keys and info.auth_level != "anonymous":
             if not self._key_ok(request, "master" if info.auth_level == "admin" else "default"):
                 return _error(401, "a valid function key is required (code or x-functions-key)")

@@ -306,3 +306,10 @@ def test_admin_runs_an_eventgrid_function_with_the_event_as_input(devhost):
     assert r.status_code == 202
     _wait_for(lambda: devhost.status(f"eg-{event['id']}"))
     assert devhost.wait(f"eg-{event['id']}")["output"][0] == "Hello Bern"
+
+
+def test_encoded_slash_stays_inside_its_route_segment(devhost):
+    r = requests.put(devhost.url + "/api/items/a%2Fb", timeout=5)
+    assert r.status_code == 404  # "a/b" is one segment and not alpha, not two segments
+    r = requests.post(devhost.url + "/api/echo/x%2Fy", timeout=5)
+    assert r.json()["rest"] == "x/y"
