@@ -214,6 +214,8 @@ class ManagementApi:
             with_output=_flag(request, "showHistoryOutput", False),
         )
         body = status.model_dump(exclude={"historyEvents"} if status.historyEvents is None else {})
+        if row.status == "Failed" and _flag(request, "returnInternalServerErrorOnFailure", False):
+            return _json(body, status=500)
         if row.status in TERMINAL_STATUSES:
             return _json(body, status=200)
         location = str(request.url)

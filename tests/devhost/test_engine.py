@@ -123,6 +123,11 @@ def test_orchestrator_exception_fails_the_instance_with_its_message(devhost):
     assert status["runtimeStatus"] == "Failed"
     assert "Orchestrator function 'fails' failed" in status["output"]
     assert "ledger does not balance" in status["output"]
+    r = devhost.mgmt(
+        "GET", f"instances/{iid}", params={"returnInternalServerErrorOnFailure": "true"}
+    )
+    assert r.status_code == 500
+    assert devhost.mgmt("GET", f"instances/{iid}").status_code == 200
 
 
 def test_fifty_concurrent_starts_with_one_id_create_exactly_one_instance(devhost):
