@@ -27,10 +27,14 @@ from psycopg import sql
 
 from shared import azure_clients
 from shared.recovery import (
+    CREATED_BY,
+    CREATED_BY_TAG,
     AppCredential,
     CanaryResult,
     DbEvidence,
     DbServer,
+    DropServerRequest,
+    DropServerResult,
     EarlierObservation,
     EvidenceRequest,
     FenceFacts,
@@ -42,6 +46,8 @@ from shared.recovery import (
     PitrResult,
     PromoteRequest,
     PromoteResult,
+    RecoveryPoint,
+    RecoveryPointRequest,
     SecretInfo,
     SecretRef,
     SecretsRequest,
@@ -49,6 +55,7 @@ from shared.recovery import (
     ServerObservation,
     TrafficEndpoint,
     WriteProof,
+    choose_recovery_point,
     decide_promote_option,
     estimate_exposure,
     evaluate_fence,
@@ -682,9 +689,12 @@ def promote_body(option: str) -> dict[str, Any]:
     return {"properties": {"replica": {"promoteMode": "Standalone", "promoteOption": option}}}
 
 
-def pitr_body(location: str, source_id: str, point_in_time: datetime) -> dict[str, Any]:
+def pitr_body(
+    location: str, source_id: str, point_in_time: datetime, tags: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The Servers_CreateOrUpdate body of a point-in-time restore of ``source_id``."""
-    return {
+    body: dict[str, Any] = {"tags": tags} if tags else {}
+    return body | {
         "location": location,
         "properties": {
             "createMode": "PointInTimeRestore",
@@ -778,7 +788,8 @@ def pitr(req: PitrRequest) -> PitrResult:
         existing = _get_or_none(client, source.resource_group, req.target_name)
         if existing is None:
             src = client.servers.get(source.resource_group, source.name, **ARM_TIMEOUTS)
-            body = pitr_body(src.location, req.source.server_id, req.point_in_time)
+            tags = {CREATED_BY_TAG: CREATED_BY, "incident": req.incident_id}
+            body = pitr_body(src.location, req.source.server_id, req.point_in_time, tags)
             slog.info("restoring %s at %s into %s", source.name, req.point_in_time, req.target_name)
             poller = client.servers.begin_create_or_update(
                 source.resource_group, req.target_name, body, **ARM_TIMEOUTS
@@ -807,6 +818,7 @@ def pitr(req: PitrRequest) -> PitrResult:
 
     result = PitrResult(
         server_id=target_id,
+        server=target,
         point_in_time=req.point_in_time,
         already_existed=existing is not None,
         state=_text(prop(restored, "properties", "state")),
@@ -838,6 +850,50 @@ def _get_or_none(client: Any, rg: str, name: str) -> Any | None:
         return client.servers.get(rg, name, **ARM_TIMEOUTS)
     except ResourceNotFoundError:
         return None
+
+
+# --------------------------------------------------------------------------------------------
+# db_find_recovery_point, db_drop_server
+
+
+def find_recovery_point(req: RecoveryPointRequest) -> RecoveryPoint:
+    """The point to restore to: just before the damage, inside the server's restore window."""
+    arm_server = arm_get_server(req.server.server_id)
+    earliest = prop(arm_server, "properties", "backup", "earliest_restore_date")
+    try:
+        point, reason = choose_recovery_point(
+            req.suspected_since, req.before, earliest, req.margin_s
+        )
+    except ValueError as exc:
+        raise ActivityError(str(exc)) from exc
+    audit(req.incident_id, req.step_id, "db_find_recovery_point", reason)
+    return RecoveryPoint(point_in_time=point, earliest_restore_at=earliest, reason=reason)
+
+
+def drop_server(req: DropServerRequest) -> DropServerResult:
+    """Delete a server this product created; refuse any other (a production server, say)."""
+    rid = req.server.resource
+    client = pg_client(req.server.server_id)
+    try:
+        existing = _get_or_none(client, rid.resource_group, rid.name)
+        if existing is None:
+            detail, deleted = f"{rid.name} does not exist (already deleted)", False
+        else:
+            tags = getattr(existing, "tags", None) or {}
+            if tags.get(CREATED_BY_TAG) != CREATED_BY:
+                raise ActivityError(
+                    f"refusing to delete {rid.name}: it was not created by {CREATED_BY} "
+                    f"(no tag {CREATED_BY_TAG}={CREATED_BY})"
+                )
+            poller = client.servers.begin_delete(rid.resource_group, rid.name, **ARM_TIMEOUTS)
+            wait_lro(poller, req.timeout_s, f"deleting {rid.name}")
+            detail, deleted = f"deleted {rid.name}", True
+    except AzureError as exc:
+        raise ActivityError(f"deleting {rid.name} failed: {azure_error(exc)}") from exc
+    finally:
+        client.close()
+    audit(req.incident_id, req.step_id, "db_drop_server", detail)
+    return DropServerResult(server_id=req.server.server_id, deleted=deleted, detail=detail)
 
 
 # --------------------------------------------------------------------------------------------
@@ -934,6 +990,17 @@ def db_promote(payload: dict) -> dict:
 @bp.activity_trigger(input_name="payload", activity="db_pitr")
 def db_pitr(payload: dict) -> dict:
     return pitr(PitrRequest.model_validate(payload)).model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload", activity="db_find_recovery_point")
+def db_find_recovery_point(payload: dict) -> dict:
+    req = RecoveryPointRequest.model_validate(payload)
+    return find_recovery_point(req).model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload", activity="db_drop_server")
+def db_drop_server(payload: dict) -> dict:
+    return drop_server(DropServerRequest.model_validate(payload)).model_dump(mode="json")
 
 
 @bp.activity_trigger(input_name="payload", activity="db_forensic_backup")

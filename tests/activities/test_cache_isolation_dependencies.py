@@ -163,3 +163,13 @@ def test_finance_validation_runs_on_the_database_with_credentials_from_key_vault
     statuses = {c.id: c.status for c in report.checks}
     assert statuses["ledger.unbalanced_moves"] == "pass"
     assert report.summary.fail == 0, [c for c in report.checks if c.status == "fail"]
+
+    env.sql("odoo-pg-weu", "UPDATE account_move_line SET debit = debit + 1, balance = balance + 1"
+            " WHERE id = (SELECT min(l.id) FROM account_move_line l JOIN account_move m"
+            " ON m.id = l.move_id WHERE m.state = 'posted' AND l.debit > 0)")  # fmt: skip
+    lenient = finance(FinanceValidationRequest(**STEP, server=db(PRIMARY_ID), database="odoo"))
+    assert {c.id: c.status for c in lenient.checks}["ledger.unbalanced_moves"] == "fail"
+    with pytest.raises(ActivityError, match="strict finance validation of odoo failed: .*ledger"):
+        finance(
+            FinanceValidationRequest(**STEP, server=db(PRIMARY_ID), database="odoo", strict=True)
+        )
