@@ -103,6 +103,14 @@ def test_unknown_activity_fails_the_instance_with_the_extension_message(devhost)
     )
 
 
+def test_unknown_sub_orchestrator_fails_the_instance_with_the_extension_message(devhost):
+    iid = devhost.start_orchestration("unknown_sub")
+    status = devhost.wait(iid, timeout_s=5)
+    assert status["runtimeStatus"] == "Failed"
+    assert "'no_such_orchestrator' doesn't exist" in status["output"]
+    assert "not an orchestrator function" in status["output"]
+
+
 def test_episode_clock_moves_between_episodes_and_holds_on_replay(devhost):
     iid = devhost.start_orchestration("clock")
     out = devhost.wait(iid)["output"]

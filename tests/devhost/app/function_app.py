@@ -335,6 +335,11 @@ def unknown_activity(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def unknown_sub(context: df.DurableOrchestrationContext):
+    return (yield context.call_sub_orchestrator("no_such_orchestrator", 1))
+
+
+@app.orchestration_trigger(context_name="context")
 def clock(context: df.DurableOrchestrationContext):
     t0 = context.current_utc_datetime.isoformat()
     echoed = yield context.call_activity("echo", t0)
