@@ -23,6 +23,19 @@ log = logging.getLogger(__name__)
 WORK_MEM = "256MB"
 
 
+def limited(query: str, order: str) -> str:
+    """Wrap ``query`` so it returns its first rows (by ``order``) with the total count.
+
+    The rows are found first and sorted after, so the planner scans and hash-joins instead of
+    walking an index in ``order`` to stop early (a walk that reads every row anyway here).
+    """
+    return (
+        f"WITH found AS MATERIALIZED ({query}) "
+        f"SELECT found.*, (SELECT count(*) FROM found) AS total FROM found "
+        f"ORDER BY {order} LIMIT %(limit)s"
+    )
+
+
 def result(check_id: str, found: int, samples, detail: str, started: float, warn=False):
     """A finding makes the check fail (or warn for the operational checks)."""
     status = ("warn" if warn else "fail") if found else "pass"
@@ -55,165 +68,145 @@ def _rows(conn: psycopg.Connection, query: str, params: dict) -> list[dict[str, 
 
 # --------------------------------------------------------------------------- ledger
 
-LEDGER_SQL = """
-WITH g AS MATERIALIZED (
-    SELECT l.move_id, l.parent_state, l.journal_id, l.company_id, l.date, l.move_name,
-           count(*) AS n, sum(l.balance) AS bal, sum(l.debit) AS d, sum(l.credit) AS c
+UNBALANCED_SQL = limited(
+    """
+WITH sums AS (
+    SELECT l.move_id, sum(l.balance) AS bal
     FROM account_move_line l
     WHERE true {line_filter}
-    GROUP BY 1, 2, 3, 4, 5, 6
-), j AS MATERIALIZED (
-    SELECT g.*, m.id AS m_id, m.state, m.name, m.journal_id AS m_journal,
-           m.company_id AS m_company, m.date AS m_date
-    FROM g LEFT JOIN account_move m ON m.id = g.move_id
-), unbalanced AS (
-    SELECT j.move_id, min(j.name) AS name, min(j.m_journal) AS journal_id,
-           round(sum(j.bal), min(cur.decimal_places)) AS imbalance
-    FROM j
-    JOIN res_company co ON co.id = j.m_company
-    JOIN res_currency cur ON cur.id = co.currency_id
-    WHERE j.state = 'posted'
-    GROUP BY j.move_id
-    HAVING round(sum(j.bal), min(cur.decimal_places)) <> 0
-), lineless AS (
-    SELECT m.id AS move_id, m.name, m.journal_id
-    FROM account_move m
-    WHERE m.state = 'posted' {move_filter}
-      AND NOT EXISTS (SELECT 1 FROM g WHERE g.move_id = m.id)
-), orphan AS (
-    SELECT j.move_id, j.n,
-           CASE WHEN j.m_id IS NULL THEN 'move missing'
-                WHEN j.parent_state IS DISTINCT FROM j.state THEN 'state differs from the move'
-                WHEN j.journal_id IS DISTINCT FROM j.m_journal THEN 'journal differs from the move'
-                WHEN j.company_id IS DISTINCT FROM j.m_company THEN 'company differs from the move'
-                WHEN j.date IS DISTINCT FROM j.m_date THEN 'date differs from the move'
-                ELSE 'number differs from the move' END AS reason
-    FROM j
-    WHERE j.m_id IS NULL OR j.parent_state IS DISTINCT FROM j.state
-       OR j.journal_id IS DISTINCT FROM j.m_journal OR j.company_id IS DISTINCT FROM j.m_company
-       OR j.date IS DISTINCT FROM j.m_date OR j.move_name IS DISTINCT FROM j.name
-), trial AS (
-    SELECT j.company_id, sum(j.d) AS debit, sum(j.c) AS credit, sum(j.bal) AS balance
-    FROM j WHERE j.parent_state = 'posted' GROUP BY j.company_id
+    GROUP BY l.move_id
+    HAVING sum(l.balance) <> 0
 )
-SELECT 'unbalanced' AS kind, count(*) OVER () AS total, 0::bigint AS lines,
-       json_build_object('move_id', move_id, 'name', name, 'journal_id', journal_id,
-                         'imbalance', imbalance::text) AS data
-FROM (SELECT * FROM unbalanced ORDER BY move_id LIMIT %(limit)s) s
-UNION ALL
-SELECT 'unbalanced_total', (SELECT count(*) FROM unbalanced), 0, NULL
-UNION ALL
-SELECT 'lineless', (SELECT count(*) FROM lineless), 0,
-       json_build_object('move_id', move_id, 'name', name, 'journal_id', journal_id,
-                         'problem', 'posted move without lines')
-FROM (SELECT * FROM lineless ORDER BY move_id LIMIT %(limit)s) s
-UNION ALL
-SELECT 'orphan', (SELECT count(*) FROM orphan), (SELECT coalesce(sum(n), 0) FROM orphan),
-       json_build_object('move_id', move_id, 'lines', n, 'reason', reason)
-FROM (SELECT * FROM orphan ORDER BY move_id LIMIT %(limit)s) s
-UNION ALL
-SELECT 'trial', 0, 0,
-       json_build_object('company_id', t.company_id, 'debit', t.debit::text,
-                         'credit', t.credit::text, 'balance', t.balance::text,
-                         'decimals', cur.decimal_places,
-                         'company', co.name)
-FROM trial t
-LEFT JOIN res_company co ON co.id = t.company_id
+SELECT m.id AS move_id, m.name, m.journal_id, round(s.bal, cur.decimal_places) AS imbalance
+FROM sums s
+JOIN account_move m ON m.id = s.move_id
+LEFT JOIN res_company co ON co.id = m.company_id
 LEFT JOIN res_currency cur ON cur.id = co.currency_id
+WHERE m.state = 'posted' AND round(s.bal, coalesce(cur.decimal_places, 2)) <> 0
+""",
+    "move_id",
+)
+
+LINELESS_SQL = limited(
+    """
+SELECT m.id AS move_id, m.name, m.journal_id, 'posted move without lines' AS problem
+FROM account_move m
+WHERE m.state = 'posted' {move_filter}
+  AND NOT EXISTS (SELECT 1 FROM account_move_line l WHERE l.move_id = m.id)
+""",
+    "move_id",
+)
+
+TRIAL_SQL = """
+SELECT l.company_id, co.name AS company, cur.decimal_places AS decimals,
+       sum(l.debit) AS debit, sum(l.credit) AS credit, sum(l.balance) AS balance
+FROM account_move_line l
+LEFT JOIN res_company co ON co.id = l.company_id
+LEFT JOIN res_currency cur ON cur.id = co.currency_id
+WHERE l.parent_state = 'posted' {line_filter}
+GROUP BY l.company_id, co.name, cur.decimal_places
+ORDER BY l.company_id
 """
 
+ORPHAN_SQL = limited(
+    """
+SELECT l.id AS line_id, l.move_id, l.parent_state,
+       CASE WHEN m.id IS NULL THEN 'move missing'
+            WHEN l.parent_state IS DISTINCT FROM m.state THEN 'state differs from the move'
+            WHEN l.journal_id IS DISTINCT FROM m.journal_id THEN 'journal differs from the move'
+            WHEN l.company_id IS DISTINCT FROM m.company_id THEN 'company differs from the move'
+            WHEN l.date IS DISTINCT FROM m.date THEN 'date differs from the move'
+            ELSE 'number differs from the move' END AS reason
+FROM account_move_line l
+LEFT JOIN account_move m ON m.id = l.move_id
+WHERE (m.id IS NULL OR l.parent_state IS DISTINCT FROM m.state
+       OR l.journal_id IS DISTINCT FROM m.journal_id OR l.company_id IS DISTINCT FROM m.company_id
+       OR l.date IS DISTINCT FROM m.date OR l.move_name IS DISTINCT FROM m.name) {line_filter}
+""",
+    "line_id",
+)
 
-def ledger_checks(ctx: Context, conn: psycopg.Connection) -> list[CheckResult]:
-    """ledger.unbalanced_moves, ledger.trial_balance and ledger.orphan_lines in one pass."""
+
+def _found(rows: list[dict]) -> tuple[int, list[dict]]:
+    """(total, samples) from rows carrying a ``total`` window count."""
+    total = rows[0]["total"] if rows else 0
+    return total, [{k: v for k, v in r.items() if k != "total"} for r in rows]
+
+
+def unbalanced_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
+    """ledger.unbalanced_moves: Odoo's rule, the lines of a posted move sum to zero once
+    rounded to the company currency's decimals; and a posted move has lines."""
     started = time.monotonic()
-    limit = ctx.request.sample_limit
     conn.execute(f"SET work_mem = '{WORK_MEM}'")
-    query = LEDGER_SQL.format(
-        line_filter=ctx.company_filter("l"), move_filter=ctx.company_filter("m")
-    )
-    rows = conn.execute(query, {**ctx.params, "limit": limit}).fetchall()
-    by_kind: dict[str, list] = {}
-    for kind, total, lines, data in rows:
-        by_kind.setdefault(kind, []).append((total, lines, data))
-
-    unbalanced = [r[2] for r in by_kind.get("unbalanced", [])]
-    unbalanced_total = by_kind["unbalanced_total"][0][0]
-    lineless = [r[2] for r in by_kind.get("lineless", []) if r[2] is not None]
-    lineless_total = lineless and by_kind["lineless"][0][0] or 0
-    samples = (unbalanced + lineless)[:limit]
-    found = unbalanced_total + lineless_total
+    params = {**ctx.params, "limit": ctx.request.sample_limit}
+    sql_unbalanced = UNBALANCED_SQL.format(line_filter=ctx.company_filter("l"))
+    unbalanced, samples = _found(_rows(conn, sql_unbalanced, params))
+    sql_lineless = LINELESS_SQL.format(move_filter=ctx.company_filter("m"))
+    lineless, more = _found(_rows(conn, sql_lineless, params))
     detail = (
-        f"{unbalanced_total} posted moves whose lines do not sum to zero at the company "
-        f"currency's precision, {lineless_total} posted moves without lines"
+        f"{unbalanced} posted moves whose lines do not sum to zero at the company currency's "
+        f"precision, {lineless} posted moves without lines"
     )
-    out = [result("ledger.unbalanced_moves", found, samples, detail, started)]
+    found = unbalanced + lineless
+    return result("ledger.unbalanced_moves", found, (samples + more)[: params["limit"]], detail,
+                  started)  # fmt: skip
 
-    trial_samples = []
-    for _, _, data in by_kind.get("trial", []):
-        decimals = data["decimals"] if data["decimals"] is not None else 2
-        debit, credit = Decimal(data["debit"]), Decimal(data["credit"])
-        balance = Decimal(data["balance"])
-        quant = Decimal(1).scaleb(-decimals)
+
+def trial_balance_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
+    """ledger.trial_balance: per company, posted debits equal posted credits, and the stored
+    balances agree with debit minus credit."""
+    started = time.monotonic()
+    rows = _rows(conn, TRIAL_SQL.format(line_filter=ctx.company_filter("l")), ctx.params)
+    samples = []
+    for r in rows:
+        quant = Decimal(1).scaleb(-(r["decimals"] if r["decimals"] is not None else 2))
+        debit, credit, balance = (r[k] or Decimal(0) for k in ("debit", "credit", "balance"))
         difference = (debit - credit).quantize(quant)
         arithmetic = (balance - (debit - credit)).quantize(quant)
         if difference != 0 or arithmetic != 0:
-            trial_samples.append(
-                {
-                    "company_id": data["company_id"],
-                    "company": data["company"],
-                    "debit": str(debit),
-                    "credit": str(credit),
-                    "difference": str(difference),
-                    "balance_minus_debit_credit": str(arithmetic),
-                }
-            )
-    companies = len(by_kind.get("trial", []))
+            samples.append(
+                {"company_id": r["company_id"], "company": r["company"], "debit": str(debit),
+                 "credit": str(credit), "difference": str(difference),
+                 "balance_minus_debit_credit": str(arithmetic)}
+            )  # fmt: skip
     detail = (
-        f"{len(trial_samples)} of {companies} companies whose posted debits and credits differ "
+        f"{len(samples)} of {len(rows)} companies whose posted debits and credits differ "
         "(or whose balances disagree with debit minus credit)"
     )
-    out.append(result("ledger.trial_balance", len(trial_samples), trial_samples, detail, started))
+    return result("ledger.trial_balance", len(samples), samples, detail, started)
 
-    orphan_groups = [r[2] for r in by_kind.get("orphan", []) if r[2] is not None]
-    orphan_lines = by_kind["orphan"][0][1] if orphan_groups else 0
-    samples = _orphan_line_samples(conn, orphan_groups, limit)
+
+def orphan_lines_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
+    """ledger.orphan_lines: lines without their move, or out of step with it."""
+    started = time.monotonic()
+    conn.execute(f"SET work_mem = '{WORK_MEM}'")
+    params = {**ctx.params, "limit": ctx.request.sample_limit}
+    found, samples = _found(
+        _rows(conn, ORPHAN_SQL.format(line_filter=ctx.company_filter("l")), params)
+    )
     detail = (
-        f"{orphan_lines} lines whose move is missing or whose stored copy of the move's state, "
+        f"{found} lines whose move is missing or whose stored copy of the move's state, "
         "journal, company, date or number differs from the move"
     )
-    out.append(result("ledger.orphan_lines", orphan_lines, samples, detail, started))
-    return out
-
-
-def _orphan_line_samples(conn, groups: list[dict], limit: int) -> list[dict]:
-    """Line ids for the sampled moves (the aggregate pass knows moves, not lines)."""
-    if not groups:
-        return []
-    reasons = {g["move_id"]: g["reason"] for g in groups}
-    rows = conn.execute(
-        "SELECT id, move_id, parent_state FROM account_move_line WHERE move_id = ANY(%s) "
-        "ORDER BY move_id, id LIMIT %s",
-        (list(reasons), limit * 4),
-    ).fetchall()
-    samples = [
-        {"line_id": lid, "move_id": mid, "parent_state": st, "reason": reasons[mid]}
-        for lid, mid, st in rows
-    ]
-    return samples[:limit]
+    return result("ledger.orphan_lines", found, samples, detail, started)
 
 
 # --------------------------------------------------------------------------- numbering
 
-DUPLICATES_SQL = """
-SELECT m.journal_id, j.code AS journal, m.name, array_agg(m.id ORDER BY m.id) AS move_ids,
-       count(*) OVER () AS total
-FROM account_move m JOIN account_journal j ON j.id = m.journal_id
-WHERE m.state = 'posted' AND m.name IS NOT NULL AND m.name <> '/' {move_filter}
-GROUP BY m.journal_id, j.code, m.name
-HAVING count(*) > 1
-ORDER BY m.journal_id, m.name
-LIMIT %(limit)s
-"""
+DUPLICATES_SQL = limited(
+    """
+SELECT d.journal_id, j.code AS journal, d.name, d.move_ids
+FROM (
+    SELECT m.journal_id, m.name COLLATE "C" AS name, array_agg(m.id ORDER BY m.id) AS move_ids
+    FROM account_move m
+    WHERE m.state = 'posted' AND m.name IS NOT NULL AND m.name <> '/' {move_filter}
+    GROUP BY m.journal_id, m.name COLLATE "C"
+    HAVING count(*) > 1
+) d
+JOIN account_journal j ON j.id = d.journal_id
+""",
+    "journal_id, name",
+)
 
 GAPS_SQL = """
 WITH issued AS (
@@ -223,7 +216,7 @@ WITH issued AS (
       AND (m.state IN ('posted', 'cancel') OR m.posted_before) {move_filter}
 ), numbered AS (
     SELECT journal_id, sequence_prefix, sequence_number,
-           lag(sequence_number) OVER (PARTITION BY journal_id, sequence_prefix
+           lag(sequence_number) OVER (PARTITION BY journal_id, sequence_prefix COLLATE "C"
                                       ORDER BY sequence_number) AS prev
     FROM issued
 ), holes AS (
@@ -296,14 +289,14 @@ def _unique_index_note(ctx: Context, conn: psycopg.Connection) -> str:
 
 # --------------------------------------------------------------------------- reconciliation
 
-PARTIALS_SQL = """
+PARTIALS_SQL = limited(
+    """
 SELECT p.id AS partial_id, p.debit_move_id, p.credit_move_id,
        CASE WHEN d.id IS NULL OR c.id IS NULL THEN 'line missing'
             WHEN p.amount < 0 THEN 'negative amount'
             WHEN d.account_id IS DISTINCT FROM c.account_id THEN 'lines on different accounts'
             WHEN d.parent_state <> 'posted' OR c.parent_state <> 'posted' THEN 'line not posted'
-            ELSE 'full reconcile differs from its lines' END AS reason,
-       count(*) OVER () AS total
+            ELSE 'full reconcile differs from its lines' END AS reason
 FROM account_partial_reconcile p
 LEFT JOIN account_move_line d ON d.id = p.debit_move_id
 LEFT JOIN account_move_line c ON c.id = p.credit_move_id
@@ -311,11 +304,12 @@ WHERE (d.id IS NULL OR c.id IS NULL OR p.amount < 0 OR d.account_id IS DISTINCT 
        OR d.parent_state <> 'posted' OR c.parent_state <> 'posted'
        OR p.full_reconcile_id IS DISTINCT FROM d.full_reconcile_id
        OR p.full_reconcile_id IS DISTINCT FROM c.full_reconcile_id) {partial_filter}
-ORDER BY p.id
-LIMIT %(limit)s
-"""
+""",
+    "partial_id",
+)
 
-RESIDUALS_SQL = """
+RESIDUALS_SQL = limited(
+    """
 WITH part AS (
     SELECT debit_move_id AS line_id, amount AS as_debit, 0::numeric AS as_credit,
            debit_amount_currency AS cur_debit, 0::numeric AS cur_credit
@@ -355,20 +349,23 @@ WITH part AS (
        OR reconciled IS DISTINCT FROM (residual = 0 AND residual_currency = 0)
 )
 SELECT id AS line_id, move_id, move_name, amount_residual AS stored, residual AS expected,
-       reason, count(*) OVER () AS total
-FROM wrong ORDER BY id LIMIT %(limit)s
-"""
+       reason
+FROM wrong
+""",
+    "line_id",
+)
 
-FULL_SQL = """
+FULL_SQL = limited(
+    """
 SELECT l.full_reconcile_id, round(sum(l.balance), min(cur.decimal_places)) AS imbalance,
-       bool_and(l.reconciled) AS all_reconciled, count(*) OVER () AS total
+       bool_and(l.reconciled) AS all_reconciled
 FROM account_move_line l JOIN res_currency cur ON cur.id = l.company_currency_id
 WHERE l.full_reconcile_id IS NOT NULL {line_filter}
 GROUP BY l.full_reconcile_id
 HAVING round(sum(l.balance), min(cur.decimal_places)) <> 0 OR NOT bool_and(l.reconciled)
-ORDER BY l.full_reconcile_id
-LIMIT %(limit)s
-"""
+""",
+    "full_reconcile_id",
+)
 
 
 def reconcile_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:

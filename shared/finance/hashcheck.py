@@ -51,7 +51,7 @@ FROM account_move m
 WHERE {hashed} {move_filter}
 WINDOW legacy AS (PARTITION BY m.journal_id, coalesce(m.secure_sequence_number, 0) <> 0
                   ORDER BY m.secure_sequence_number, m.id),
-       per_prefix AS (PARTITION BY m.journal_id, m.sequence_prefix
+       per_prefix AS (PARTITION BY m.journal_id, m.sequence_prefix COLLATE "C"
                       ORDER BY m.secure_sequence_number NULLS LAST, m.sequence_number, m.id)
 ORDER BY m.id
 """

@@ -125,7 +125,9 @@ def connect(request: ValidationRequest) -> psycopg.Connection:
             dsn,
             connect_timeout=max(1, int(request.connect_timeout_s)),
             application_name="drctl-validate",
-            options=f"-c statement_timeout={timeout_ms} -c default_transaction_read_only=on",
+            options=(
+                f"-c statement_timeout={timeout_ms} -c default_transaction_read_only=on -c jit=off"
+            ),
         )
     except psycopg.OperationalError as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)

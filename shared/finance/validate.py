@@ -33,11 +33,12 @@ Task = Callable[[Context, psycopg.Connection], CheckResult | list[CheckResult]]
 # Longest first, so the pool starts the tasks that bound the run time right away.
 TASKS: list[tuple[tuple[str, ...], Task]] = [
     (("hash_chain.broken",), hashcheck.hash_chain_check),
-    (("ledger.unbalanced_moves", "ledger.trial_balance", "ledger.orphan_lines"),
-     checks.ledger_checks),
+    (("ledger.unbalanced_moves",), checks.unbalanced_check),
+    (("ledger.orphan_lines",), checks.orphan_lines_check),
     (("reconcile.inconsistent",), checks.reconcile_check),
     (("recovery_point.after",), checks.recovery_point_check),
     (("sequence.duplicates", "sequence.gaps"), checks.sequence_checks),
+    (("ledger.trial_balance",), checks.trial_balance_check),
     (("attachments.missing", "attachments.checksum"), attachments.attachment_checks),
     (("cron.active",), checks.cron_check),
     (("queue.requeued",), checks.queue_check),
