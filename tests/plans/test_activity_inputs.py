@@ -1,8 +1,8 @@
 """Contract: the inputs each runbook gives an action are what that action's activity accepts.
 
-The activity request models live in shared/recovery.py; every step of every repository runbook
-whose action has a model there is built into its activity input and validated against it, with
-plausible values standing in for results of earlier steps.
+The activity request models live in shared/recovery.py and shared/recovery_extra.py; every
+step of every repository runbook is built into its activity input and validated against its
+action's model, with plausible values standing in for results of earlier steps.
 """
 
 import re
@@ -11,10 +11,13 @@ import pytest
 
 from orchestrators.plan import step_input
 from shared.plans import build_plan, resolve
-from shared.runbooks import PATH_NAMES, load_runbook
+from shared.runbooks import ACTIONS, PATH_NAMES, load_runbook
 from tests.plans.helpers import config, evidence
 
 recovery = pytest.importorskip("shared.recovery", reason="the activity request models are absent")
+recovery_extra = pytest.importorskip(
+    "shared.recovery_extra", reason="the request models of the remaining actions are absent"
+)
 
 MODELS = {
     "db.evidence": "EvidenceRequest",
@@ -30,7 +33,30 @@ MODELS = {
     "traffic.cutover": "TrafficCutoverRequest",
     "traffic.check": "TrafficCutoverRequest",
     "release.rollback": "ReleaseRollbackRequest",
+    "cache.flush": "CacheFlushRequest",
+    "validate.technical": "TechnicalValidationRequest",
+    "validate.finance": "FinanceValidationRequest",
 }
+
+# The actions whose request models are in shared/recovery_extra.py.
+EXTRA_MODELS = {
+    "db.find_recovery_point": "FindRecoveryPointRequest",
+    "db.drop_server": "DropServerRequest",
+    "app.maintenance": "MaintenanceRequest",
+    "app.repoint_database": "RepointRequest",
+    "compute.restart_deployment": "RestartRequest",
+    "traffic.reroute": "RerouteRequest",
+    "isolation.lock": "IsolationRequest",
+    "isolation.unlock": "IsolationRequest",
+    "secrets.rotate": "SecretsRotateRequest",
+    "dependency.storage_failover": "StorageFailoverRequest",
+    "dependency.storage_failback": "StorageFailoverRequest",
+    "dependency.pause_integration": "IntegrationRequest",
+    "dependency.resume_integration": "IntegrationRequest",
+    "dependency.check": "DependencyCheckRequest",
+}
+
+ALL_MODELS = {**MODELS, **EXTRA_MODELS}
 
 # What earlier steps return, as far as the runbooks read it.
 RESULTS = {
@@ -51,21 +77,29 @@ RESULTS = {
 
 def _cases():
     for path in PATH_NAMES:
-        plan = build_plan(load_runbook(path), evidence(), config(), incident_id="inc-1")
+        # evidence.earlier: what the replication monitor saw last (none yet is a valid answer).
+        context = evidence(**{"earlier": None})
+        plan = build_plan(load_runbook(path), context, config(), incident_id="inc-1")
         for step in plan.steps:
-            if step.action in MODELS and not step.skipped:
+            if step.action in ALL_MODELS and not step.skipped:
                 yield pytest.param(plan, step, step.inputs, id=f"{path}:{step.id}")
             comp = step.compensation
-            if comp is not None and comp.action in MODELS:
+            if comp is not None and comp.action in ALL_MODELS:
                 yield pytest.param(plan, step, comp.inputs, id=f"{path}:{step.id}:undo")
 
 
 @pytest.mark.parametrize("plan, step, inputs", list(_cases()))
 def test_activity_accepts_the_runbook_inputs(plan, step, inputs):
-    model = getattr(
-        recovery, MODELS[step.action if inputs is step.inputs else step.compensation.action]
-    )
+    action = step.action if inputs is step.inputs else step.compensation.action
+    if action in EXTRA_MODELS:
+        model = getattr(recovery_extra, EXTRA_MODELS[action])
+    else:
+        model = getattr(recovery, MODELS[action])
     resolved = resolve(inputs, {"steps": RESULTS})
     payload = step_input(plan, step.id, resolved, "plan-1")
     assert not re.search(r"\$\{", str(payload))
     model.model_validate(payload)
+
+
+def test_every_catalogue_action_has_a_request_model_here():
+    assert sorted(set(ACTIONS) - set(ALL_MODELS)) == []
