@@ -1,0 +1,1 @@
+"""The demo: the local stack, the alerts it sends, and the scenarios it drives."""
