@@ -21,6 +21,7 @@ from datetime import date
 from hashlib import sha256
 
 import psycopg
+from psycopg import sql
 
 from shared.finance.checks import WORK_MEM, result
 from shared.finance.hashchain import (
@@ -30,12 +31,13 @@ from shared.finance.hashchain import (
     _quote,
     chain_input,
 )
-from shared.finance.introspect import Context
+from shared.finance.introspect import Context, connect
 from shared.finance.models import CheckResult
 
 log = logging.getLogger(__name__)
 
 FETCH_ROWS = 20_000
+STREAM_ROWS = 5_000
 _FALSE = '"False"'
 Q = '"'
 # Localisation modules known to replace the hashed fields or the whole mechanism.
@@ -224,7 +226,7 @@ def hash_chain_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
         hashed = "m.inalterable_hash IS NOT NULL"
     fmt = {"hashed": hashed, "move_filter": ctx.company_filter("m")}
     _secure_numbers(ctx, conn, walk, fmt)
-    _stream(conn, fmt, ctx.params, walk)
+    _stream(ctx, conn, fmt, walk)
     walk.version_rule()
     if ctx.version < 18 and ctx.has("account_journal", "secure_sequence_id"):
         _secure_counters(ctx, conn, walk)
@@ -243,19 +245,25 @@ def hash_chain_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
     return result("hash_chain.broken", walk.count, walk.findings, detail, started)
 
 
-def _stream(conn: psycopg.Connection, fmt: dict, params: dict, walk: _Walk) -> None:
-    """Merge the moves (id order, with their predecessor's hash) with their lines."""
+def _stream(ctx: Context, conn: psycopg.Connection, fmt: dict, walk: _Walk) -> None:
+    """Merge the moves (id order, with their predecessor's hash) with their lines.
+
+    The lines come on a second connection sharing this transaction's snapshot, streamed in
+    chunks, so the server produces them while Python hashes (the two overlap on two cores)."""
+    snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
     with (
+        connect(ctx.request) as lines_conn,
         conn.cursor(name="drctl_hash_moves", binary=True) as moves,
-        conn.cursor(name="drctl_hash_lines", binary=True) as lines,
+        lines_conn.cursor(binary=True) as lines,
     ):
-        moves.execute(MOVES_SQL.format(**fmt), params)
-        lines.execute(LINES_SQL.format(**fmt), params)
+        lines_conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        lines_conn.execute("SET jit = off")
+        moves.execute(MOVES_SQL.format(**fmt), ctx.params)
         move_iter = _rows(moves)
         current = next(move_iter, None)
         group: list[tuple] = []
         group_id = None
-        for line in _rows(lines):
+        for line in lines.stream(LINES_SQL.format(**fmt), ctx.params, size=STREAM_ROWS):
             if line[0] != group_id:
                 if group_id is not None:
                     current = _advance(walk, move_iter, current, group_id, group)
@@ -266,6 +274,7 @@ def _stream(conn: psycopg.Connection, fmt: dict, params: dict, walk: _Walk) -> N
         while current is not None:  # hashed moves without any line
             walk.move(current, [])
             current = next(move_iter, None)
+        lines_conn.rollback()
 
 
 def _advance(walk: _Walk, move_iter, current, move_id: int, group: list[tuple]):
