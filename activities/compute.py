@@ -455,7 +455,9 @@ def jobs_release(req: JobsRequest) -> JobsResult:
         dep = kube.deployment(req.namespace, req.deployment)
         before = int((dep.get("spec") or {}).get("replicas", 0))
         remembered = ((dep.get("metadata") or {}).get("annotations") or {}).get(_HELD_ANNOTATION)
-        after = req.replicas if req.replicas is not None else int(remembered or 1)
+        # Without a count asked for or remembered, nothing was held here: leave it as it is
+        # (a standby region's cron deployment starts at zero; pass replicas to start it).
+        after = req.replicas if req.replicas is not None else int(remembered or before)
         if before != after:
             kube.scale(req.namespace, req.deployment, after)
     changed, total = ([], 0)

@@ -166,3 +166,44 @@ def test_no_canary_means_no_proof():
 
 def test_forensic_backup_name_is_distinct_and_safe():
     assert forensic_backup_name("prod-eu/availability#3") == "forensic-prod-eu-availability-3"
+
+
+def _endpoints(**spec):
+    from types import SimpleNamespace
+
+    return {
+        name: SimpleNamespace(
+            name=name,
+            properties=SimpleNamespace(endpoint_status=status, priority=priority),
+        )
+        for name, (status, priority) in spec.items()
+    }
+
+
+def test_cutover_plan_enables_the_target_and_disables_the_rest():
+    from activities.traffic import _plan_changes
+    from shared.recovery import TrafficCutoverRequest
+
+    req = TrafficCutoverRequest(
+        incident_id="i", step_id="s", endpoint="neu", disable_endpoints=["weu"],
+        profile="/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/"
+        "trafficmanagerprofiles/tm",
+    )  # fmt: skip
+    plan = _plan_changes(req, _endpoints(weu=("Enabled", 1), neu=("Disabled", 2)))
+    assert plan == {"neu": {"endpointStatus": "Enabled"}, "weu": {"endpointStatus": "Disabled"}}
+    done = _endpoints(weu=("Disabled", 1), neu=("Enabled", 2))
+    assert _plan_changes(req, done) == {}
+
+
+def test_cutover_by_priority_swaps_with_the_endpoint_that_wins_today():
+    from activities.traffic import _plan_changes
+    from shared.recovery import TrafficCutoverRequest
+
+    req = TrafficCutoverRequest(
+        incident_id="i", step_id="s", endpoint="neu", strategy="swap_priority",
+        profile="/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/"
+        "trafficmanagerprofiles/tm",
+    )  # fmt: skip
+    plan = _plan_changes(req, _endpoints(weu=("Enabled", 1), neu=("Enabled", 2)))
+    assert plan == {"neu": {"priority": 1}, "weu": {"priority": 2}}
+    assert _plan_changes(req, _endpoints(weu=("Enabled", 2), neu=("Enabled", 1))) == {}
