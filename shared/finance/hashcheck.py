@@ -81,21 +81,16 @@ ORDER BY journal_id, secure_sequence_number
 
 
 def _money(text: str | None, decimals: int) -> str:
-    """Odoo's ``"%.{d}f" % float(value)`` from numeric text: text that already has ``d``
-    decimals is that result as it stands (up to 15 digits, where a float holds it exactly)."""
-    if text is None:
-        return f"{0.0:.{decimals}f}"
-    if len(text) <= 16:
+    """Odoo's ``"%.{d}f" % float(value)`` from numeric text. Numeric text that already has
+    ``d`` decimals is that result as it stands (up to 15 digits, where a float holds it
+    exactly); anything else goes through float as Odoo does."""
+    if text is not None and len(text) <= 16:
         if decimals:
-            if (
-                len(text) > decimals
-                and text[-decimals - 1] == "."
-                and "." not in text[: -decimals - 1]
-            ):
+            if text[-decimals - 1 : -decimals] == ".":
                 return text
         elif "." not in text:
             return text
-    return f"{float(text):.{decimals}f}"
+    return f"{0.0 if text is None else float(text):.{decimals}f}"
 
 
 def _text_key(row: tuple) -> str:
@@ -110,15 +105,30 @@ def payload_v3(move_row: tuple, lines: list[tuple], decimals: dict[int, int]) ->
     if len(lines) > 1 and len(lines[0][1]) != len(lines[-1][1]):
         lines = sorted(lines, key=_text_key)
     parts = []
+    append = parts.append
+    get = decimals.get
     for _, lid, name, debit, credit, account, partner, currency in lines:
-        d = decimals.get(currency, 2)
-        parts.append(
-            f',"line_{lid}_account_id":{_FALSE if account is None else Q + account + Q}'
-            f',"line_{lid}_credit":"{_money(credit, d)}"'
-            f',"line_{lid}_debit":"{_money(debit, d)}"'
-            f',"line_{lid}_name":{_FALSE if name is None else _quote(name)}'
-            f',"line_{lid}_partner_id":{_FALSE if partner is None else Q + partner + Q}'
-        )
+        d = get(currency, 2)
+        # The common case inline: amounts already carrying the currency's decimals.
+        if (
+            d == 2
+            and debit is not None
+            and credit is not None
+            and len(debit) <= 16
+            and len(credit) <= 16
+            and debit[-3:-2] == "."
+            and credit[-3:-2] == "."
+        ):
+            pass
+        else:
+            debit, credit = _money(debit, d), _money(credit, d)
+        key = ',"line_' + lid
+        append(
+            f'{key}_account_id":{_FALSE if account is None else Q + account + Q}'
+            f'{key}_credit":"{credit}"{key}_debit":"{debit}"'
+            f'{key}_name":{_FALSE if name is None else _quote(name)}'
+            f'{key}_partner_id":{_FALSE if partner is None else Q + partner + Q}'
+        )  # fmt: skip
     _, name, mdate, journal, company = move_row[:5]
     return (
         f'{{"company_id":{_FALSE if company is None else Q + str(company) + Q}'

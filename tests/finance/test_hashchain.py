@@ -13,6 +13,7 @@ from shared.finance import hashchain
 from shared.finance.hashchain import HashLine, HashMove
 from shared.finance.hashcheck import payload_v3
 from shared.finance.numbering import split_name
+from shared.finance.seed import money
 
 names = st.one_of(st.none(), st.text(max_size=12))
 ids = st.one_of(st.none(), st.integers(min_value=1, max_value=10**6))
@@ -92,36 +93,44 @@ def test_verifier_raises_the_version_and_never_lowers_it():
     assert verifier.matches(None, move, [], v1) is None  # a chain at 2 cannot go back to 1
 
 
-def _text_rows(move_id: int, lines: list[HashLine]) -> list[tuple]:
-    """Lines as the validator streams them: text ids and amounts, currency ids."""
-    rows = []
-    for ln in sorted(lines, key=lambda x: x.id):
-        debit = None if ln.debit is None else f"{ln.debit:.3f}".rstrip("0").rstrip(".")
-        if debit is not None and "." in debit:
-            debit = f"{ln.debit:.3f}"
-        credit = None if ln.credit is None else "0.00"
+@st.composite
+def text_moves(draw):
+    """A move and its lines as the validator streams them (numeric amounts as text, with the
+    scale they were stored with) and as floats, the way Odoo reads them."""
+    move = draw(moves())[0]
+    rows, floats = [], []
+    for lid in sorted(draw(st.lists(st.integers(1, 10**7), unique=True, max_size=6))):
+        decimals = draw(st.sampled_from([0, 2, 3]))
+        texts = []
+        for _ in range(2):
+            scale = draw(st.sampled_from([0, 2, 3, decimals]))
+            texts.append(draw(st.one_of(st.none(), amounts.map(lambda a, s=scale: money(a, s)))))
+        name, account, partner = draw(names), draw(ids), draw(ids)
         rows.append(
-            (move_id, str(ln.id), ln.name, debit, credit,
-             None if ln.account_id is None else str(ln.account_id),
-             None if ln.partner_id is None else str(ln.partner_id), ln.currency_decimals)
+            (move.id, str(lid), name, texts[0], texts[1],
+             None if account is None else str(account),
+             None if partner is None else str(partner), decimals)
         )  # fmt: skip
-    return rows
+        floats.append(
+            HashLine(
+                lid,
+                name,
+                *(None if t is None else float(t) for t in texts),
+                account,
+                partner,
+                decimals,
+            )  # fmt: skip
+        )
+    return move, rows, floats
 
 
-@settings(max_examples=300, deadline=None)
-@given(moves())
+@settings(max_examples=400, deadline=None)
+@given(text_moves())
 def test_validator_payload_from_text_rows_matches_the_generator_payload(data):
-    move, lines = data
+    move, rows, floats = data
     decimals = {0: 0, 2: 2, 3: 3}  # currency id == its decimals, for the test
     move_row = (move.id, move.name, move.date.isoformat(), move.journal_id, move.company_id)
-    rows = _text_rows(move.id, lines)
-    as_floats = [
-        HashLine(ln.id, ln.name, None if r[3] is None else float(r[3]),
-                 None if r[4] is None else float(r[4]), ln.account_id, ln.partner_id,
-                 ln.currency_decimals)
-        for ln, r in zip(sorted(lines, key=lambda x: x.id), rows, strict=True)
-    ]  # fmt: skip
-    assert payload_v3(move_row, rows, decimals) == hashchain.payload(move, as_floats, 3)
+    assert payload_v3(move_row, rows, decimals) == hashchain.payload(move, floats, 3)
 
 
 def test_reference_payload_is_what_json_dumps_gives():
