@@ -14,7 +14,6 @@ import logging
 import os
 import tempfile
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
@@ -26,25 +25,19 @@ from psycopg import sql
 
 from activities.database import (
     ARM_TIMEOUTS,
-    AZURE_PG_SUFFIX,
     ActivityError,
     admin_connection,
     audit,
     azure_error,
     step_log,
     wait_lro,
-    write_secret,
 )
 from shared import azure_clients
 from shared.recovery import (
     ClusterRequest,
-    DeploymentChange,
-    DeploymentChangeResult,
     DeploymentScale,
     JobsRequest,
     JobsResult,
-    RepointDatabaseRequest,
-    RestartDeploymentRequest,
     ScaleDeploymentRequest,
     ScaleDeploymentResult,
     ScalePoolRequest,
@@ -60,7 +53,6 @@ bp = df.Blueprint()
 K8S_TIMEOUT = (5, 30)  # (connect, read) seconds for every Kubernetes API call
 POLL_S = 0.5
 HELD_CRONS_TABLE = "dr_held_crons"
-RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,69 +342,6 @@ def scale_many(
 
 
 # --------------------------------------------------------------------------------------------
-# compute_restart_deployment, app_repoint_database
-
-
-def restart_deployment(req: RestartDeploymentRequest) -> DeploymentChangeResult:
-    """Restart a deployment's pods (a new pod template annotation, as ``rollout restart``)."""
-    kube = KubeClient(req.cluster)
-    stamp = datetime.now(UTC).isoformat()
-    kube.request(
-        "PATCH",
-        kube.deployment_path(req.namespace, req.deployment),
-        {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}},
-        "application/merge-patch+json",
-    )
-    kube.wait_rollout(req.namespace, req.deployment, req.timeout_s)
-    detail = f"restarted {req.namespace}/{req.deployment} at {stamp}"
-    audit(req.incident_id, req.step_id, "compute_restart_deployment", detail)
-    change = DeploymentChange(deployment=req.deployment, changed=True, detail=detail)
-    return DeploymentChangeResult(cluster=req.cluster, deployments=[change], detail=detail)
-
-
-def repoint_database(req: RepointDatabaseRequest) -> DeploymentChangeResult:
-    """Point the application at ``req.server``: its host setting on each deployment (and, when
-    asked, in Key Vault), then wait for the rollout. Already pointing there is a no-op."""
-    # The application names the server as Azure does; a host/port override in the request is
-    # how this product reaches it, not how the application does.
-    host = f"{req.server.resource.name}{AZURE_PG_SUFFIX}"
-    if req.host_secret is not None:
-        write_secret(req.host_secret, host, tags={"incident": req.incident_id})
-    kube = KubeClient(req.cluster)
-    changes = []
-    names = [req.deployment, *[d for d in req.deployments if d != req.deployment]]
-    for name in names:
-        containers = kube.deployment(req.namespace, name)["spec"]["template"]["spec"]["containers"]
-        patch = []
-        for container in containers:
-            env = {e.get("name"): e.get("value") for e in container.get("env") or []}
-            if env.get(req.env_var) != host:
-                patch.append(
-                    {"name": container["name"], "env": [{"name": req.env_var, "value": host}]}
-                )
-        if patch:
-            kube.request(
-                "PATCH",
-                kube.deployment_path(req.namespace, name),
-                {"spec": {"template": {"spec": {"containers": patch}}}},
-                "application/strategic-merge-patch+json",
-            )
-        changes.append(
-            DeploymentChange(
-                deployment=name,
-                changed=bool(patch),
-                detail=f"{name}: {req.env_var}={host}" + ("" if patch else " already"),
-            )
-        )
-    deadline = time.monotonic() + req.timeout_s
-    for name in names:
-        kube.wait_rollout(req.namespace, name, max(1.0, deadline - time.monotonic()))
-    detail = "; ".join(c.detail for c in changes)
-    audit(req.incident_id, req.step_id, "app_repoint_database", detail)
-    return DeploymentChangeResult(cluster=req.cluster, deployments=changes, detail=detail)
-
-
-# --------------------------------------------------------------------------------------------
 # jobs_hold, jobs_release
 
 
@@ -564,18 +493,6 @@ def compute_scale_pool(payload: dict) -> dict:
 def compute_scale_deployment(payload: dict) -> dict:
     req = ScaleDeploymentRequest.model_validate(payload)
     return scale_deployments(req).model_dump(mode="json")
-
-
-@bp.activity_trigger(input_name="payload", activity="compute_restart_deployment")
-def compute_restart_deployment(payload: dict) -> dict:
-    req = RestartDeploymentRequest.model_validate(payload)
-    return restart_deployment(req).model_dump(mode="json")
-
-
-@bp.activity_trigger(input_name="payload", activity="app_repoint_database")
-def app_repoint_database(payload: dict) -> dict:
-    req = RepointDatabaseRequest.model_validate(payload)
-    return repoint_database(req).model_dump(mode="json")
 
 
 @bp.activity_trigger(input_name="payload", activity="jobs_hold")

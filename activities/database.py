@@ -33,8 +33,6 @@ from shared.recovery import (
     CanaryResult,
     DbEvidence,
     DbServer,
-    DropServerRequest,
-    DropServerResult,
     EarlierObservation,
     EvidenceRequest,
     FenceFacts,
@@ -46,8 +44,6 @@ from shared.recovery import (
     PitrResult,
     PromoteRequest,
     PromoteResult,
-    RecoveryPoint,
-    RecoveryPointRequest,
     SecretInfo,
     SecretRef,
     SecretsRequest,
@@ -55,7 +51,6 @@ from shared.recovery import (
     ServerObservation,
     TrafficEndpoint,
     WriteProof,
-    choose_recovery_point,
     decide_promote_option,
     estimate_exposure,
     evaluate_fence,
@@ -853,50 +848,6 @@ def _get_or_none(client: Any, rg: str, name: str) -> Any | None:
 
 
 # --------------------------------------------------------------------------------------------
-# db_find_recovery_point, db_drop_server
-
-
-def find_recovery_point(req: RecoveryPointRequest) -> RecoveryPoint:
-    """The point to restore to: just before the damage, inside the server's restore window."""
-    arm_server = arm_get_server(req.server.server_id)
-    earliest = prop(arm_server, "properties", "backup", "earliest_restore_date")
-    try:
-        point, reason = choose_recovery_point(
-            req.suspected_since, req.before, earliest, req.margin_s
-        )
-    except ValueError as exc:
-        raise ActivityError(str(exc)) from exc
-    audit(req.incident_id, req.step_id, "db_find_recovery_point", reason)
-    return RecoveryPoint(point_in_time=point, earliest_restore_at=earliest, reason=reason)
-
-
-def drop_server(req: DropServerRequest) -> DropServerResult:
-    """Delete a server this product created; refuse any other (a production server, say)."""
-    rid = req.server.resource
-    client = pg_client(req.server.server_id)
-    try:
-        existing = _get_or_none(client, rid.resource_group, rid.name)
-        if existing is None:
-            detail, deleted = f"{rid.name} does not exist (already deleted)", False
-        else:
-            tags = getattr(existing, "tags", None) or {}
-            if tags.get(CREATED_BY_TAG) != CREATED_BY:
-                raise ActivityError(
-                    f"refusing to delete {rid.name}: it was not created by {CREATED_BY} "
-                    f"(no tag {CREATED_BY_TAG}={CREATED_BY})"
-                )
-            poller = client.servers.begin_delete(rid.resource_group, rid.name, **ARM_TIMEOUTS)
-            wait_lro(poller, req.timeout_s, f"deleting {rid.name}")
-            detail, deleted = f"deleted {rid.name}", True
-    except AzureError as exc:
-        raise ActivityError(f"deleting {rid.name} failed: {azure_error(exc)}") from exc
-    finally:
-        client.close()
-    audit(req.incident_id, req.step_id, "db_drop_server", detail)
-    return DropServerResult(server_id=req.server.server_id, deleted=deleted, detail=detail)
-
-
-# --------------------------------------------------------------------------------------------
 # db_forensic_backup
 
 
@@ -990,17 +941,6 @@ def db_promote(payload: dict) -> dict:
 @bp.activity_trigger(input_name="payload", activity="db_pitr")
 def db_pitr(payload: dict) -> dict:
     return pitr(PitrRequest.model_validate(payload)).model_dump(mode="json")
-
-
-@bp.activity_trigger(input_name="payload", activity="db_find_recovery_point")
-def db_find_recovery_point(payload: dict) -> dict:
-    req = RecoveryPointRequest.model_validate(payload)
-    return find_recovery_point(req).model_dump(mode="json")
-
-
-@bp.activity_trigger(input_name="payload", activity="db_drop_server")
-def db_drop_server(payload: dict) -> dict:
-    return drop_server(DropServerRequest.model_validate(payload)).model_dump(mode="json")
 
 
 @bp.activity_trigger(input_name="payload", activity="db_forensic_backup")

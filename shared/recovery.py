@@ -9,7 +9,7 @@ whether to promote planned or forced, and whether the old primary is proven fenc
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -1090,91 +1090,7 @@ class FinanceValidationRequest(ActivityRequest):
 
 
 # --------------------------------------------------------------------------------------------
-# Recovery point, dropping a restored server, restarting and repointing the application
+# Servers this product creates carry this tag (a point-in-time restore, for one).
 
 CREATED_BY_TAG = "created-by"
 CREATED_BY = "odoo-finance-dr"
-
-
-class RecoveryPointRequest(ActivityRequest):
-    """db_find_recovery_point: the last good point before the damage began."""
-
-    server: DbServer
-    suspected_since: datetime = Field(description="when the damage is first suspected")
-    before: datetime | None = Field(default=None, description="a later bound, if known")
-    margin_s: float = Field(default=1.0, ge=0, le=86_400)
-
-    @field_validator("suspected_since", "before")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        return _utc(value)
-
-
-class RecoveryPoint(BaseModel):
-    point_in_time: datetime
-    earliest_restore_at: datetime | None
-    reason: str
-
-
-def choose_recovery_point(
-    suspected_since: datetime,
-    before: datetime | None,
-    earliest_restore_at: datetime | None,
-    margin_s: float,
-) -> tuple[datetime, str]:
-    """``margin_s`` before the earliest sign of damage, inside the server's restore window."""
-    first_sign = min(t for t in (suspected_since, before) if t is not None)
-    point = first_sign - timedelta(seconds=margin_s)
-    if earliest_restore_at is not None and point < earliest_restore_at:
-        raise ValueError(
-            f"the last good point {point.isoformat()} is older than the earliest restore point "
-            f"{earliest_restore_at.isoformat()}: the backups no longer reach back that far"
-        )
-    return point, (
-        f"{margin_s:g} s before the first sign of damage at {first_sign.isoformat()}"
-        + (f", inside the restore window from {earliest_restore_at.isoformat()}"
-           if earliest_restore_at else "")
-    )  # fmt: skip
-
-
-class DropServerRequest(ActivityRequest):
-    """db_drop_server: delete a server this product created (the undo of a restore)."""
-
-    server: DbServer
-    timeout_s: float = Field(default=900, ge=5, le=7200)
-
-
-class DropServerResult(BaseModel):
-    server_id: str
-    deleted: bool
-    detail: str
-
-
-class RestartDeploymentRequest(ClusterRequest):
-    namespace: str = "odoo"
-    deployment: str = Field(min_length=1)
-
-
-class RepointDatabaseRequest(ClusterRequest):
-    """app_repoint_database: point a deployment's database host setting at another server."""
-
-    namespace: str = "odoo"
-    deployment: str = Field(min_length=1)
-    deployments: list[str] = Field(default_factory=list, description="others to repoint too")
-    server: DbServer
-    env_var: str = Field(default="DB_HOST", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    host_secret: SecretRef | None = Field(
-        default=None, description="also write the host into this Key Vault secret"
-    )
-
-
-class DeploymentChange(BaseModel):
-    deployment: str
-    changed: bool
-    detail: str
-
-
-class DeploymentChangeResult(BaseModel):
-    cluster: str
-    deployments: list[DeploymentChange]
-    detail: str
