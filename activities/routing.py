@@ -438,7 +438,7 @@ def dependency_kind(env: Environment | None, name: str) -> tuple[str, str]:
     """The kind of a dependency and why: the environment's resource of that name, else a word."""
     wanted = _name_of(name).lower()
     if env is not None:
-        if env.redis is not None and wanted in (env.redis.name.lower(), name.lower()):
+        if env.redis is not None and wanted == env.redis.name.lower():
             return "redis", f"{name} is the environment's Redis cache"
         for account in env.storage_accounts:
             if wanted == account.name.lower():
