@@ -325,11 +325,11 @@ def app_maintenance(payload: dict) -> dict:
     return maintenance(MaintenanceRequest.model_validate(payload)).model_dump(mode="json")
 
 
-@bp.activity_trigger(input_name="payload", activity="app_repoint")
-def app_repoint(payload: dict) -> dict:
+@bp.activity_trigger(input_name="payload", activity="app_repoint_database")
+def app_repoint_database(payload: dict) -> dict:
     return repoint(RepointRequest.model_validate(payload)).model_dump(mode="json")
 
 
-@bp.activity_trigger(input_name="payload", activity="compute_rollout_restart")
-def compute_rollout_restart(payload: dict) -> dict:
+@bp.activity_trigger(input_name="payload", activity="compute_restart_deployment")
+def compute_restart_deployment(payload: dict) -> dict:
     return restart(RestartRequest.model_validate(payload)).model_dump(mode="json")

@@ -30,7 +30,7 @@ from activities.database import (
     wait_lro,
 )
 from shared.config import ConfigError, cached_config
-from shared.recovery import parse_resource_id
+from shared.recovery import CREATED_BY, CREATED_BY_TAG, parse_resource_id
 from shared.recovery_extra import (
     MILLISECOND,
     DamagedMove,
@@ -200,8 +200,9 @@ def _decide(
 
 
 def drop_server(req: DropServerRequest) -> DropServerResult:
-    """Delete a restored server through ARM; one already gone is success. A server configured
-    as an environment's primary or replica is refused: only a run's own restore is dropped."""
+    """Delete a restored server through ARM; one already gone is success. Only a server this
+    product created (its restores carry the ``created-by`` tag) is deleted; a server configured
+    as an environment's primary or replica is refused before ARM is asked."""
     slog = step_log(log, req)
     server_id = _server_id(req)
     _refuse_configured(server_id)
@@ -209,7 +210,7 @@ def drop_server(req: DropServerRequest) -> DropServerResult:
     client = pg_client(server_id)
     try:
         try:
-            client.servers.get(rid.resource_group, rid.name, **ARM_TIMEOUTS)
+            existing = client.servers.get(rid.resource_group, rid.name, **ARM_TIMEOUTS)
         except ResourceNotFoundError:
             result = DropServerResult(
                 server_id=server_id,
@@ -218,6 +219,12 @@ def drop_server(req: DropServerRequest) -> DropServerResult:
                 detail=f"{rid.name} does not exist (already deleted)",
             )
         else:
+            tags = getattr(existing, "tags", None) or {}
+            if tags.get(CREATED_BY_TAG) != CREATED_BY:
+                raise ActivityError(
+                    f"refusing to delete {rid.name}: it carries no tag {CREATED_BY_TAG}="
+                    f"{CREATED_BY}, so this product did not create it"
+                )
             slog.info("deleting server %s", rid.name)
             poller = client.servers.begin_delete(rid.resource_group, rid.name, **ARM_TIMEOUTS)
             wait_lro(poller, req.timeout_s, f"deleting server {rid.name}")
@@ -275,12 +282,12 @@ def _refuse_configured(server_id: str) -> None:
 # Function bindings
 
 
-@bp.activity_trigger(input_name="payload", activity="db_last_good_point")
-def db_last_good_point(payload: dict) -> dict:
+@bp.activity_trigger(input_name="payload", activity="db_find_recovery_point")
+def db_find_recovery_point(payload: dict) -> dict:
     req = FindRecoveryPointRequest.model_validate(payload)
     return find_recovery_point(req).model_dump(mode="json")
 
 
-@bp.activity_trigger(input_name="payload", activity="db_drop_restore")
-def db_drop_restore(payload: dict) -> dict:
+@bp.activity_trigger(input_name="payload", activity="db_drop_server")
+def db_drop_server(payload: dict) -> dict:
     return drop_server(DropServerRequest.model_validate(payload)).model_dump(mode="json")

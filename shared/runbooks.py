@@ -63,16 +63,9 @@ class ActionSpec(BaseModel):
     must_follow: tuple[str, ...] = ()
 
 
-# Actions whose activity is not named after the action. isolation.lock by environment is an
-# adapter over the lock activity, which takes a list of resources; the others are the
-# activities whose inputs are the runbooks' (a server by name, a search from either bound).
-_ACTIVITY_NAMES = {
-    "isolation.lock": "isolation_lock_environment",
-    "db.find_recovery_point": "db_last_good_point",
-    "db.drop_server": "db_drop_restore",
-    "app.repoint_database": "app_repoint",
-    "compute.restart_deployment": "compute_rollout_restart",
-}
+# Actions whose activity is not named after the action: isolation.lock by environment is an
+# adapter over the lock activity, which takes a list of resources.
+_ACTIVITY_NAMES = {"isolation.lock": "isolation_lock_environment"}
 
 
 def _spec(name: str, summary: str, required=(), optional=(), **kw) -> ActionSpec:

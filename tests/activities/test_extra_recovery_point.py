@@ -84,8 +84,10 @@ def test_last_good_point_is_just_before_the_first_damaged_entry_and_restores_cle
     assert "falls back" in clean.reason
 
 
-def test_drop_restore_deletes_it_once_and_refuses_a_configured_server(start_env):
-    env = start_env(base_topology(network=False))
+def test_drop_restore_deletes_it_once_and_refuses_servers_it_did_not_create(start_env):
+    topology = base_topology(network=False)
+    topology["postgres"]["servers"].append({"name": "odoo-pg-other", "location": "westeurope"})
+    env = start_env(topology)
     env.sql("odoo-pg-weu", "CREATE TABLE t (id int)")
     env.sql("odoo-pg-weu", "INSERT INTO t VALUES (1)")
     point = env.sql("odoo-pg-weu", "SELECT max(pg_xact_commit_timestamp(xmin)) FROM t")[0][0]
@@ -103,6 +105,9 @@ def test_drop_restore_deletes_it_once_and_refuses_a_configured_server(start_env)
     assert again.already_gone and not again.deleted
     with pytest.raises(ActivityError, match="primary of environment prod-eu"):
         drop_server(DropServerRequest(**STEP, server=PRIMARY_ID))
+    with pytest.raises(ActivityError, match="no tag created-by=odoo-finance-dr"):
+        drop_server(DropServerRequest(**STEP, server="odoo-pg-other"))
+    assert env.sql("odoo-pg-other", "SELECT 1", dbname="postgres") == [(1,)]
     assert env.sql("odoo-pg-weu", "SELECT count(*) FROM t")[0][0] == 1
 
 
