@@ -459,7 +459,7 @@ def fence(req: FenceRequest) -> FenceResult:
     password_rotated, shut_detail = _shut_out_role(req, host, port)
     stopped, stop_detail = None, "not asked to stop it"
     if req.stop_server == "always" or (
-        req.stop_server == "if_unreachable" and not password_rotated
+        req.stop_server == "unless_shut_out" and not password_rotated
     ):
         stopped, stop_detail = _stop_server(req)
     endpoint_disabled = None

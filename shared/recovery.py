@@ -444,12 +444,12 @@ class FenceRequest(ActivityRequest):
     old_primary: DbServer
     app: AppCredential
     endpoint: TrafficEndpoint | None = None
-    stop_server: Literal["always", "if_unreachable", "never"] = Field(
-        default="if_unreachable",
+    stop_server: Literal["always", "unless_shut_out", "never"] = Field(
+        default="unless_shut_out",
         description=(
-            "if_unreachable: a server that answers is fenced by shutting the role out and kept "
-            "running, so a planned promotion can still catch up from it; one that does not "
-            "answer is stopped through ARM so it cannot come back as a primary"
+            "unless_shut_out: stop the server through ARM unless the application role was shut "
+            "out of it (a server that answers stays up, so a planned promotion can still catch "
+            "up from it; one that does not answer is stopped so it cannot return as a primary)"
         ),
     )
     stop_timeout_s: float = Field(default=120, ge=1, le=1800)

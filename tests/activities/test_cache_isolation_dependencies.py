@@ -173,3 +173,21 @@ def test_finance_validation_runs_on_the_database_with_credentials_from_key_vault
         finance(
             FinanceValidationRequest(**STEP, server=db(PRIMARY_ID), database="odoo", strict=True)
         )
+
+
+def test_each_activity_appends_its_record_to_the_incident_audit_trail(
+    redis_url, storage_connection_string, monkeypatch
+):
+    from shared.audit import AuditWriter
+
+    monkeypatch.setenv("AzureWebJobsStorage", storage_connection_string)
+    _fill(redis_url)
+    incident = "prod-eu/dependency#audit"
+    flush(CacheFlushRequest(incident_id=incident, step_id="flush-sessions", redis=redis_url))
+
+    records = AuditWriter(storage_connection_string).records(incident)
+    assert [(r.action, r.actor, r.detail["step_id"]) for r in records] == [
+        ("cache_flush", "activity:cache_flush", "flush-sessions")
+    ]
+    assert "deleted 2 session keys" in records[0].reason
+    assert AuditWriter(storage_connection_string).verify(incident).ok
