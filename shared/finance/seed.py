@@ -17,7 +17,9 @@ import hashlib
 import heapq
 import json
 import logging
+import queue
 import random
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -238,7 +240,9 @@ class PlannedPayment:
 
 
 class Buffers:
-    """Rows in COPY text format per table, flushed in chunks on one connection."""
+    """Rows in COPY text format per table. ``flush`` hands them to a writer thread that COPYs
+    them on the connection while generation goes on, so Python builds rows on one core while
+    the server parses and stores the previous chunk on the other."""
 
     def __init__(self, conn: psycopg.Connection, version: int, queue_jobs: bool) -> None:
         self.conn = conn
@@ -247,6 +251,10 @@ class Buffers:
         self.rows: dict[str, list[str]] = {}
         self.columns: dict[str, list[str]] = {}
         self.counts: dict[str, int] = {}
+        self._pending: queue.Queue = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._writer = threading.Thread(target=self._write_loop, name="seed-copy", daemon=True)
+        self._writer.start()
 
     def declare(self, table: str, cols: list[str]) -> None:
         known = schema.columns(table, self.version)
@@ -260,25 +268,48 @@ class Buffers:
         self.rows[table].append(row)
 
     def flush(self) -> None:
+        """Queue the rows gathered so far for the writer (blocks while two chunks wait)."""
+        self._raise_writer_error()
+        batch = [(t, list(self.columns[t]), rows) for t, rows in self.rows.items() if rows]
+        for table in self.rows:
+            self.rows[table] = []
+        if batch:
+            self._pending.put(batch)
+
+    def finish(self) -> None:
+        """Write what is left and wait until every COPY is done."""
+        self.flush()
+        self.close()
+        self._raise_writer_error()
+
+    def close(self) -> None:
+        if self._writer.is_alive():
+            self._pending.put(None)
+            self._writer.join()
+
+    def _raise_writer_error(self) -> None:
+        if self._error is not None:
+            raise SeedError(f"loading rows failed: {self._error}") from self._error
+
+    def _write_loop(self) -> None:
+        while (batch := self._pending.get()) is not None:
+            if self._error is not None:
+                continue  # drain; the generator sees the error at its next flush
+            try:
+                self._copy(batch)
+            except Exception as exc:  # handed to the generating thread
+                self._error = exc
+
+    def _copy(self, batch: list[tuple[str, list[str], list[str]]]) -> None:
         with self.conn.cursor() as cur:
-            for table, rows in self.rows.items():
-                if not rows:
-                    continue
+            for table, cols, rows in batch:
                 stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                    sql.Identifier(table),
-                    sql.SQL(", ").join(map(sql.Identifier, self.columns[table])),
+                    sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, cols))
                 )
                 with cur.copy(stmt) as copy:
-                    chunk = []
-                    for row in rows:
-                        chunk.append(row)
-                        if len(chunk) >= 5000:
-                            copy.write("\n".join(chunk) + "\n")
-                            chunk = []
-                    if chunk:
-                        copy.write("\n".join(chunk) + "\n")
+                    for start in range(0, len(rows), 5000):
+                        copy.write("\n".join(rows[start : start + 5000]) + "\n")
                 self.counts[table] = self.counts.get(table, 0) + len(rows)
-                rows.clear()
 
 
 MOVE_COLS = [
@@ -1139,10 +1170,13 @@ def seed_database(dsn: str, options: SeedOptions) -> SeedResult:
         conn.execute("SET synchronous_commit = off")
         buffers = Buffers(conn, options.odoo, options.queue_jobs)
         gen = Generator(options, buffers)
-        gen.static_data()
-        gen.moves()
-        gen.write_secure_sequences()
-        buffers.flush()
+        try:
+            gen.static_data()
+            gen.moves()
+            gen.write_secure_sequences()
+            buffers.finish()
+        finally:
+            buffers.close()
         loaded = time.monotonic()
         log.info("loaded %s lines in %.1fs; building keys and indexes", gen.lines_written,
                  loaded - started)  # fmt: skip
