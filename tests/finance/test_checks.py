@@ -318,3 +318,26 @@ def test_a_missing_column_is_named_rather_than_assumed(seeded):
     db.sql("ALTER TABLE account_move_line DROP COLUMN balance")
     with pytest.raises(ValidationCannotRun, match="missing account_move_line.balance"):
         db.validate()
+
+
+def test_a_secure_counter_ahead_of_the_chain_means_hashed_moves_are_gone(seeded):
+    db = seeded(16, moves=200)
+    journal = db.one("SELECT j.id FROM account_journal j WHERE j.code = 'INV' AND j.company_id = 1")
+    db.sql(
+        "UPDATE ir_sequence SET number_next = number_next + 3 WHERE id = "
+        "(SELECT secure_sequence_id FROM account_journal WHERE id = %s)",
+        (journal,),
+    )
+    check = db.validate().check("hash_chain.broken")
+    assert check.status == "fail"
+    assert [(s["kind"], s["journal_id"]) for s in check.samples] == [
+        ("hashed_moves_missing_at_end", journal)
+    ]
+
+
+def test_a_hashed_move_set_back_to_draft_is_found(seeded):
+    db = seeded(17, moves=200)
+    move_id, _ = _hashed_move(db, 17, offset=1)
+    db.sql("UPDATE account_move SET state = 'draft' WHERE id = %s", (move_id,))
+    check = db.validate().check("hash_chain.broken")
+    assert ("hashed_move_not_posted", move_id) in {(s["kind"], s["move_id"]) for s in check.samples}

@@ -81,3 +81,10 @@ def test_validate_exits_2_when_the_connection_is_refused():
 def test_validate_rejects_a_recovery_point_that_is_not_a_time(pg_server):
     proc = drctl("validate", "--dsn", pg_server.dsn, "--recovery-point", "yesterday")
     assert proc.returncode == 2 and "ISO-8601" in proc.stderr
+
+
+def test_every_finance_command_has_help():
+    for args in (("seed", "--help"), ("validate", "--help"), ("bench", "validation", "--help")):
+        proc = drctl(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert "--dsn" in proc.stdout
