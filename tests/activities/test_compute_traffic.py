@@ -93,10 +93,12 @@ def test_jobs_held_in_cluster_and_database_are_released_exactly(start_env):
     assert KubeClient(WEU).deployment("odoo", "odoo-cron")["spec"]["replicas"] == 0
     assert env.sql("odoo-pg-weu", "SELECT count(*) FROM ir_cron WHERE active")[0][0] == 0
 
-    with pytest.raises(ActivityError, match="sign-off"):
-        jobs_release(request)
     released = jobs_release(request.model_copy(update={"signed_off_by": "fiona"}))
     assert released.deployment_replicas_after == 1 and released.crons_changed == [1, 2]
+    assert "signed off by fiona" in released.detail
+    again = jobs_release(request)  # nothing left held: releasing again changes nothing
+    assert again.crons_changed == [] and again.deployment_replicas_after == 1
+    assert "no sign-off named" in again.detail
     rows = env.sql("odoo-pg-weu", "SELECT id, active FROM ir_cron ORDER BY id")
     assert rows == [(1, True), (2, True), (3, False)]
 
