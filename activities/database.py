@@ -68,6 +68,7 @@ bp = df.Blueprint()
 ARM_TIMEOUTS: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 30}
 STATEMENT_TIMEOUT_MS = 10_000
 PROBE_TABLE = "dr_write_probe"
+ROTATED_BY_TAG = "rotated-by"
 
 
 class ActivityError(RuntimeError):
@@ -453,7 +454,7 @@ def fence(req: FenceRequest) -> FenceResult:
     when it answers; stop it through ARM; disable its traffic endpoint; rotate the password in
     Key Vault; then try a write with the old password, which must fail.
     """
-    old_password, _ = read_secret(req.app.password_secret)
+    old_password, secret = read_secret(req.app.password_secret)
     host, port = _fence_address(req.old_primary)
 
     password_rotated, shut_detail = _shut_out_role(req, host, port)
@@ -465,11 +466,7 @@ def fence(req: FenceRequest) -> FenceResult:
     endpoint_disabled = None
     if req.endpoint is not None:
         endpoint_disabled = set_endpoint_status(req.endpoint, "Disabled")[0]
-    new_version = write_secret(
-        req.app.password_secret,
-        secrets.token_urlsafe(24),
-        tags={"rotated-by": "odoo-finance-dr", "incident": req.incident_id},
-    )
+    new_version = _rotate_once(req, secret)
     canary = canary_write(host, port, req.app, old_password, req.connect_timeout_s, req.old_primary)
 
     facts = FenceFacts(
@@ -495,6 +492,24 @@ def fence(req: FenceRequest) -> FenceResult:
         gaps=gaps,
     )
     return result
+
+
+def _rotate_once(req: FenceRequest, current: Any) -> str | None:
+    """Rotate the application's password, once per incident.
+
+    A second fence of the same incident (the old primary came back, say) must not rotate again:
+    the promoted server was given the first new password, and a second one would lock the
+    application out of it. The version this incident wrote is recognised by its tags.
+    """
+    tags = getattr(current.properties, "tags", None) or {}
+    if tags.get(ROTATED_BY_TAG) == CREATED_BY and tags.get("incident") == req.incident_id:
+        step_log(log, req).info("the password was already rotated for this incident; kept")
+        return current.properties.version
+    return write_secret(
+        req.app.password_secret,
+        secrets.token_urlsafe(24),
+        tags={ROTATED_BY_TAG: CREATED_BY, "incident": req.incident_id},
+    )
 
 
 def _fence_address(server: DbServer) -> tuple[str | None, int]:

@@ -80,6 +80,8 @@ def test_old_primary_back_after_outage_refuses_the_application(start_env):
     _app_write(env, "odoo-pg-weu", old_password)
     again = fence(FenceRequest(**STEP, old_primary=primary, app=APP))
     assert again.fenced and again.facts.canary.refused_by == "authentication"
+    assert again.new_secret_version == first.new_secret_version  # rotated once per incident
+    _app_write(env, "odoo-pg-neu", new_password)  # so the promoted server still lets it in
     for password in (old_password, new_password):
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
             _app_write(env, "odoo-pg-weu", password)
