@@ -120,7 +120,9 @@ def _audit_writer() -> Any | None:
     if not storage:
         # Limitation: with no storage configured (plain test runs) there is no trail to append
         # to; the record is only logged.
-        log.warning("AzureWebJobsStorage is unset: the audit record went to the log only")
+        if not _writers.get(""):
+            log.warning("AzureWebJobsStorage is unset: audit records go to the log only")
+            _writers[""] = True
         return None
     if storage not in _writers:
         from shared.audit import AuditWriter
