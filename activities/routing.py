@@ -292,6 +292,8 @@ def vault_url_of(vault: str) -> str:
 def rotate_by_name(req: SecretsRotateRequest) -> SecretsRotateResult:
     """New values for the named secrets; the application's password also becomes its role's
     password on every server of the environment (primary, replica, the isolated restore)."""
+    # Limitation: a restore made after the rotation starts from a backup that holds the old
+    # password; the restore server gets the new one only when it exists at rotation time.
     url = vault_url_of(req.vault)
     try:
         _, env = incident_environment(req.incident_id)
@@ -507,6 +509,8 @@ def _probe_redis(req: DependencyCheckRequest) -> DependencyProbe:
 
 
 def _probe_storage(env: Environment | None, req: DependencyCheckRequest) -> list[DependencyProbe]:
+    # Limitation: the probe asks each account's public blob endpoint; local Azure has no
+    # storage accounts, so there the probe reports them unreachable.
     names = [a.name for a in env.storage_accounts] if env else [_name_of(req.dependency)]
     probes = []
     for name in names:
