@@ -83,3 +83,24 @@ def _no_network():
     from tests.activities.conftest import base_topology
 
     return base_topology(network=False)
+
+
+def test_without_an_earlier_look_at_the_primary_the_estimate_bounds_the_loss(start_env):
+    env = start_env(_no_network())
+    _ledger(env)
+    _commit_rows(env, range(1, 3))
+    env.wait_replayed()
+    primary, replica = db(PRIMARY_ID), db(REPLICA_ID)
+    evidence(EvidenceRequest(**STEP, primary=primary, replica=replica))  # learns addresses
+    env.control("POST", "postgres/odoo-pg-neu/partition")
+    _commit_rows(env, range(3, 6))
+    lost_until = env.sql("odoo-pg-weu", "SELECT max(pg_xact_commit_timestamp(xmin)) FROM ledger")[
+        0
+    ][0]
+    env.control("POST", "regions/westeurope/fail")
+
+    blind = evidence(EvidenceRequest(**STEP, primary=primary, replica=replica, rpo_target_s=3600))
+    replayed_until = env.sql("odoo-pg-neu", "SELECT pg_last_xact_replay_timestamp()")[0][0]
+    assert blind.exposure.basis == "replay_age" and blind.exposure.bytes is None
+    assert blind.exposure.seconds >= (lost_until - replayed_until).total_seconds()
+    assert blind.rpo_within_target is True and "within" in blind.rpo_reason
