@@ -23,6 +23,7 @@ from activities.database import (
     AZURE_PG_SUFFIX,
     ActivityError,
     audit,
+    read_secret,
     server_address,
     step_log,
     write_secret,
@@ -173,7 +174,7 @@ def repoint(req: RepointRequest) -> RepointResult:
     previous = env.get("DB_HOST")
     changed = previous != host or env.get("DB_PORT", str(port)) != str(port)
     if req.db_host_secret:
-        write_secret(SecretRef(name=req.db_host_secret), host, tags={"incident": req.incident_id})
+        _set_host_secret(SecretRef(name=req.db_host_secret), host, req.incident_id)
     if changed:
         slog.info("repointing %s from %s to %s", req.deployment, previous, host)
         containers = with_env(dep, {"DB_HOST": host, "DB_PORT": str(port)})
@@ -210,6 +211,16 @@ def repoint(req: RepointRequest) -> RepointResult:
         health=health,
         detail=detail,
     )
+
+
+def _set_host_secret(ref: SecretRef, host: str, incident_id: str) -> None:
+    """A new version of the host secret only when its value differs (retries add none)."""
+    try:
+        current = read_secret(ref)[0]
+    except ActivityError:
+        current = None
+    if current != host:
+        write_secret(ref, host, tags={"incident": incident_id})
 
 
 def _check_health(req: RepointRequest, server_name: str) -> FrontDoorCheck | None:

@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from activities.app import maintenance, repoint, restart
-from activities.database import ActivityError
+from activities.database import ActivityError, read_secret
+from shared.recovery import SecretRef
 from shared.recovery_extra import MaintenanceRequest, RepointRequest, RestartRequest
 from tests.activities.conftest import AKS, PG, PRIMARY_ID, REPLICA_ID, base_topology, db
 
@@ -113,3 +114,22 @@ def test_restart_rolls_out_once_per_step(start_env):
     assert retry.already_restarted and retry.restarted_at == first.restarted_at
     assert not other.already_restarted and other.restarted_at != first.restarted_at
     assert len(kube(env, releases)["releases"]) == start + 2
+
+
+def test_repoint_sets_the_host_secret_the_application_reads_first_and_only_once(start_env):
+    topology = app_topology()
+    topology["keyVaults"][0]["secrets"]["odoo-db-host"] = "odoo-pg-weu"
+    topology["odoo"]["regions"]["westeurope"]["dbHostSecret"] = "odoo-db-host"
+    start_env(topology)
+    request = RepointRequest(
+        **STEP, **WEB, server=db(f"{PG}/odoo-pg-alt"), db_host_secret="odoo-db-host"
+    )
+
+    moved = repoint(request)
+    _, first = read_secret(SecretRef(name="odoo-db-host"))
+    repoint(request)
+    value, second = read_secret(SecretRef(name="odoo-db-host"))
+
+    assert moved.health.ok and "odoo-pg-alt writable" in moved.health.detail
+    assert value == "odoo-pg-alt.postgres.database.azure.com"
+    assert second.properties.version == first.properties.version
