@@ -299,10 +299,7 @@ def scale_pool(req: ScalePoolRequest) -> ScalePoolResult:
 
 def scale_deployments(req: ScaleDeploymentRequest) -> ScaleDeploymentResult:
     """Set each deployment's replicas and (by default) wait until they are ready."""
-    try:
-        targets = req.targets()
-    except ValueError as exc:
-        raise ActivityError(str(exc)) from exc
+    targets = req.targets()
     kube = KubeClient(req.cluster)
     changes = scale_many(kube, req.namespace, targets, req.wait_ready, req.timeout_s)
     detail = "; ".join(

@@ -242,6 +242,9 @@ def server_address(
         except (AzureError, ActivityError) as exc:
             if key in _known_addresses:
                 return _known_addresses[key]
+            # Limitation: local PostgreSQL instances are found by the port ARM reports; with
+            # ARM silent and nothing seen earlier in this process, only a host/port given in
+            # the request reaches them (on Azure the conventional name below is right).
             log.info("ARM cannot say where %s is (%s); using Azure's name", key, exc)
             return server.resource.name + AZURE_PG_SUFFIX, server.port
     fqdn = prop(arm_server, "properties", "fully_qualified_domain_name")

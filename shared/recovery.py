@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.models import Evidence, EvidenceKey
 
@@ -705,14 +705,18 @@ class ScaleDeploymentRequest(ClusterRequest):
     deployments: dict[str, int] = Field(default_factory=dict)
     wait_ready: bool = True
 
+    @model_validator(mode="after")
+    def _something_to_scale(self) -> ScaleDeploymentRequest:
+        if self.deployment is not None and self.replicas is None:
+            raise ValueError(f"deployment {self.deployment!r} needs a replicas count")
+        if self.deployment is None and not self.deployments:
+            raise ValueError("name a deployment and replicas, or give deployments")
+        return self
+
     def targets(self) -> dict[str, int]:
         found = dict(self.deployments)
-        if self.deployment is not None:
-            if self.replicas is None:
-                raise ValueError(f"deployment {self.deployment!r} needs a replicas count")
+        if self.deployment is not None and self.replicas is not None:
             found[self.deployment] = self.replicas
-        if not found:
-            raise ValueError("name a deployment and replicas, or give deployments")
         return found
 
 

@@ -207,3 +207,15 @@ def test_cutover_by_priority_swaps_with_the_endpoint_that_wins_today():
     plan = _plan_changes(req, _endpoints(weu=("Enabled", 1), neu=("Enabled", 2)))
     assert plan == {"neu": {"priority": 1}, "weu": {"priority": 2}}
     assert _plan_changes(req, _endpoints(weu=("Enabled", 2), neu=("Enabled", 1))) == {}
+
+
+def test_scaling_request_without_replicas_is_refused_when_parsed():
+    from shared.recovery import ScaleDeploymentRequest
+
+    cluster = (
+        "/subscriptions/s/resourceGroups/g/providers/Microsoft.ContainerService/managedClusters/a"
+    )
+    with pytest.raises(ValidationError, match="needs a replicas count"):
+        ScaleDeploymentRequest(incident_id="i", step_id="s", cluster=cluster, deployment="web")
+    with pytest.raises(ValidationError, match="name a deployment"):
+        ScaleDeploymentRequest(incident_id="i", step_id="s", cluster=cluster)
