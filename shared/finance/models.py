@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 CheckStatus = Literal["pass", "warn", "fail", "skip"]
 
@@ -30,6 +30,8 @@ class ValidationRequest(BaseModel):
     """What to validate. The DSN is a secret (it may carry a password): it never appears in
     logs or in the report, which names only the database."""
 
+    # A SecretStr dumps as '**********': build the request where the secret is resolved (the
+    # activity, after reading Key Vault), not upstream of a JSON hop.
     dsn: SecretStr
     filestore: Path | None = Field(None, description="the database's own filestore folder")
     blob_container_url: str | None = Field(
@@ -66,7 +68,9 @@ class CheckResult(BaseModel):
 
 
 class Summary(BaseModel):
-    model_config = {"populate_by_name": True}
+    """Checks per status; ``pass`` is a keyword in Python, hence the alias."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     pass_: int = Field(0, alias="pass")
     warn: int = 0
