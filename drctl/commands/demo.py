@@ -29,7 +29,7 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--lines", type=int, default=200_000, help="journal lines to seed")
     parser.add_argument(
-        "--partition-s", type=float, default=15.0, help="how long replication is cut before"
+        "--partition-s", type=float, default=75.0, help="how long replication is cut before"
     )
     parser.add_argument("--timeout-s", type=float, default=900.0, help="give up after this long")
 

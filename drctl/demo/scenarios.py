@@ -46,7 +46,7 @@ APPROVERS: dict[str, list[tuple[str, list[str]]]] = {
 class Options:
     scenario: str
     lines: int = 200_000
-    partition_s: float = 15.0
+    partition_s: float = 75.0
     trickle_interval_s: float = 0.25
     timeout_s: float = 900.0
     say: Callable[[str], None] = print
