@@ -11,6 +11,7 @@ for every event, so one event per signal would both lose signals and slow the ru
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
@@ -81,18 +82,26 @@ class Counters:
 
     def add(self, partition: str, row: str, field: str, by: int = 1) -> int:
         """Add ``by`` to ``field``; returns the new value. Safe under concurrent callers."""
+        return self.add_many(partition, row, {field: by})[field]
+
+    def add_many(self, partition: str, row: str, by: dict[str, int]) -> dict[str, int]:
+        """Add to several fields of one row in one conditional write; returns their new values.
+
+        One read and one write per call however many fields change, so folding a signal costs
+        two storage round trips for its counts rather than two per count.
+        """
         client = self.table.client
         for _ in range(MAX_COUNTER_ATTEMPTS):
             try:
                 entity = client.get_entity(partition, row)
             except ResourceNotFoundError:
-                if self.table.insert({"PartitionKey": partition, "RowKey": row, field: by}):
-                    return by
+                if self.table.insert({"PartitionKey": partition, "RowKey": row, **by}):
+                    return dict(by)
                 continue
-            value = int(entity.get(field) or 0) + by
+            values = {f: int(entity.get(f) or 0) + n for f, n in by.items()}
             try:
                 client.update_entity(
-                    {"PartitionKey": partition, "RowKey": row, field: value},
+                    {"PartitionKey": partition, "RowKey": row, **values},
                     mode=UpdateMode.MERGE,
                     etag=entity.metadata["etag"],
                     match_condition=MatchConditions.IfNotModified,
@@ -100,9 +109,9 @@ class Counters:
             except (ResourceModifiedError, HttpResponseError) as exc:
                 if getattr(exc, "status_code", 412) in (409, 412):
                     continue
-                raise StoreError(f"raising counter {partition}/{row}.{field}: {exc}") from exc
-            return value
-        raise StoreError(f"counter {partition}/{row}.{field} stayed contended; try again")
+                raise StoreError(f"raising counters {partition}/{row}: {exc}") from exc
+            return values
+        raise StoreError(f"counters {partition}/{row} stayed contended; try again")
 
     def get(self, partition: str, row: str) -> dict[str, int]:
         entity = self.table.get(partition, row) or {}
@@ -120,29 +129,35 @@ class SignalLog:
         self.table = table
         self.counters = counters
 
-    def add(self, incident_id: str, signal: Signal, now: datetime) -> tuple[bool, int]:
-        """Store a signal on its incident; returns (new kind of signal, count after it)."""
+    def add(self, incident_id: str, signal: Signal, now: datetime) -> tuple[bool, int] | None:
+        """Store a signal on its incident; returns (new kind of signal, count after it).
+
+        None when the signal was already stored on it: the row key is the signal's dedupe key,
+        so a retried or concurrent delivery of one signal is counted once.
+        """
         stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        self.table.insert(
+        stored = self.table.insert(
             {
                 "PartitionKey": incident_id,
-                "RowKey": f"s.{stamp}.{_digest(signal.dedupe_key, 16)}",
+                "RowKey": f"s.{_digest(signal.dedupe_key, 32)}",
+                "at": stamp,
                 "body": signal.model_dump_json(),
             }
         )
+        if not stored:
+            return None
         shape = f"{signal.kind.value}|{signal.component or ''}|{signal.condition.value}"
         new_kind = self.table.insert(
             {"PartitionKey": incident_id, "RowKey": f"k.{_digest(shape, 24)}", "shape": shape}
         )
-        total = self.counters.add(incident_id, "counts", "total")
         state = "resolved" if signal.condition == MonitorCondition.RESOLVED else "firing"
-        self.counters.add(incident_id, "counts", state)
-        self.counters.add(incident_id, "counts", f"kind_{signal.kind.value.replace('-', '_')}")
-        return new_kind, total
+        kind = f"kind_{signal.kind.value.replace('-', '_')}"
+        counts = self.counters.add_many(incident_id, "counts", {"total": 1, state: 1, kind: 1})
+        return new_kind, counts["total"]
 
     def signals(self, incident_id: str) -> list[Signal]:
         rows = [r for r in self.table.partition(incident_id) if r["RowKey"].startswith("s.")]
-        rows.sort(key=lambda r: r["RowKey"])
+        rows.sort(key=lambda r: (r.get("at") or "", r["RowKey"]))
         return [Signal.model_validate_json(r["body"]) for r in rows]
 
     def counts(self, incident_id: str) -> SignalCounts:
@@ -265,22 +280,36 @@ def fold(
     )
     incident_id = slot.incident.incident_id
     base.signals.attach(signal.dedupe_key, incident_id)
-    new_kind, total = stores.signal_log.add(incident_id, signal, now)
+    added = stores.signal_log.add(incident_id, signal, now)
+    if added is None and not slot.started:
+        return Intake(
+            incident_id=incident_id,
+            disposition="folded",
+            duplicate=True,
+            reason=f"already folded into {incident_id}; nothing changed",
+            correlation_key=key,
+            family=family,
+        )
+    # A delivery that lost the dedupe insert is a duplicate even when it got here first.
+    duplicate = not seen.first
     if slot.started:
         return Intake(
             incident_id=incident_id,
             disposition="started",
             started=True,
+            duplicate=duplicate,
             reason=f"first signal for {key}: incident {incident_id} declared",
             correlation_key=key,
             family=family,
         )
+    new_kind, total = added
     why = _why_notify(signal, new_kind, total)
     return Intake(
         incident_id=incident_id,
         disposition="folded",
         reason=f"folded into open incident {incident_id}" + (f" ({why})" if why else ""),
         notify=why is not None,
+        duplicate=duplicate,
         correlation_key=key,
         family=family,
     )
@@ -303,3 +332,106 @@ def ring_for(intake: Intake, stores: IncidentStores, raise_event: Callable[[str,
     number = stores.doorbells.ring(intake.incident_id)
     raise_event(intake.incident_id, doorbell_event(number))
     return number
+
+
+class DispositionBatch:
+    """Group commit of signal dispositions: one audit record for what arrived together.
+
+    Every signal's disposition goes to the audit trail of its incident (or the day's intake
+    trail), a hash chain in one append blob. Written one record per signal, a storm has every
+    request racing for the end of one blob, and most appends fail and retry. Here the first
+    caller for a trail becomes its writer: it writes what is queued (up to ``max_batch``
+    entries) as one record, then the next queue, while later callers wait for the record that
+    holds their entry. A lone signal is written as it always was (``signal.<disposition>``);
+    several become one ``signal.batch`` record listing each (actor, disposition, reason, detail).
+    """
+
+    def __init__(self, append: Callable[..., object], *, max_batch: int = 200):
+        self._append = append
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._queues: dict[str, list[_Pending]] = {}
+        self._writing: set[str] = set()
+
+    def record(
+        self,
+        trail: str,
+        action: str,
+        *,
+        actor: str,
+        reason: str,
+        detail: dict,
+        timeout_s: float = 60.0,
+    ) -> None:
+        """Queue one entry and return once the record holding it is written (or raise)."""
+        entry = _Pending(action=action, actor=actor, reason=reason, detail=detail)
+        with self._lock:
+            self._queues.setdefault(trail, []).append(entry)
+            leader = trail not in self._writing
+            if leader:
+                self._writing.add(trail)
+        if leader:
+            self._drain(trail)
+        if not entry.done.wait(timeout_s):
+            raise StoreError(f"the audit record of a signal on {trail} was not written in time")
+        if entry.error is not None:
+            raise entry.error
+
+    def _drain(self, trail: str) -> None:
+        while True:
+            with self._lock:
+                queue = self._queues.get(trail) or []
+                batch, rest = queue[: self.max_batch], queue[self.max_batch :]
+                if not batch:
+                    self._queues.pop(trail, None)
+                    self._writing.discard(trail)
+                    return
+                self._queues[trail] = rest
+            error: Exception | None = None
+            try:
+                self._write(trail, batch)
+            except Exception as exc:  # every waiter of this batch hears of it
+                error = exc
+            for entry in batch:
+                entry.error = error
+                entry.done.set()
+
+    def _write(self, trail: str, batch: list[_Pending]) -> None:
+        if len(batch) == 1:
+            one = batch[0]
+            self._append(trail, one.action, actor=one.actor, reason=one.reason, detail=one.detail)
+            return
+        tally: dict[str, int] = {}
+        for entry in batch:
+            tally[entry.action] = tally.get(entry.action, 0) + 1
+        summary = ", ".join(f"{n} {a.removeprefix('signal.')}" for a, n in sorted(tally.items()))
+        self._append(
+            trail,
+            "signal.batch",
+            actor="intake",
+            reason=f"{len(batch)} signals recorded together: {summary}",
+            detail={
+                "signals": [
+                    {
+                        "action": e.action,
+                        "actor": e.actor,
+                        "reason": e.reason,
+                        **e.detail,
+                    }
+                    for e in batch
+                ]
+            },
+        )
+        log.debug("audit of %s: %s signals in one record", trail, len(batch))
+
+
+class _Pending:
+    __slots__ = ("action", "actor", "reason", "detail", "done", "error")
+
+    def __init__(self, *, action: str, actor: str, reason: str, detail: dict):
+        self.action = action
+        self.actor = actor
+        self.reason = reason
+        self.detail = detail
+        self.done = threading.Event()
+        self.error: Exception | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -18,7 +18,7 @@ import azure.functions as func
 
 from shared import runtime
 from shared.config import ConfigError
-from shared.folding import Intake, doorbell_event, fold
+from shared.folding import DispositionBatch, Intake, doorbell_event, fold
 from shared.incident import IncidentStart
 from shared.models import Signal
 from shared.signals import MAX_ALERT_BYTES, SignalError, parse_alert, parse_event
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 bp = df.Blueprint()
 
 INTAKE_TRAIL = "intake"
+# A signal that finds its incident without an orchestration starts it only after this long:
+# until then the request that won the index insert is presumably still starting it.
+RESCUE_AFTER = timedelta(seconds=30)
 
 
 def record_disposition(signal: Signal, intake: Intake, raw: bytes | None) -> None:
@@ -40,7 +43,7 @@ def record_disposition(signal: Signal, intake: Intake, raw: bytes | None) -> Non
         except Exception as exc:  # the payload copy is evidence, not a reason to drop the signal
             log.warning("raw payload of %s not kept: %s", signal.dedupe_key, exc)
     trail = intake.incident_id or f"{INTAKE_TRAIL}.{datetime.now(UTC):%Y%m%d}"
-    runtime.audit().append(
+    _DISPOSITIONS.record(
         trail,
         f"signal.{intake.disposition}",
         actor=signal.rule_name or signal.source.value,
@@ -55,6 +58,14 @@ def record_disposition(signal: Signal, intake: Intake, raw: bytes | None) -> Non
             "raw_sha256": signal.raw.sha256 if signal.raw else None,
         },
     )
+
+
+def _audit_append(*args: Any, **kwargs: Any) -> object:
+    return runtime.audit().append(*args, **kwargs)
+
+
+# Concurrent signals of one incident share audit records instead of racing for its trail.
+_DISPOSITIONS = DispositionBatch(_audit_append)
 
 
 def fold_and_record(signal: Signal, raw: bytes | None, declared_by: str = "system") -> Intake:
@@ -76,6 +87,22 @@ def incident_start(signal: Signal, intake: Intake, **extra: Any) -> dict:
     ).model_dump(mode="json")
 
 
+async def _start(client: df.DurableOrchestrationClient, instance_id: str, start: dict) -> bool:
+    """Start the incident orchestration; False when an instance with that id already runs.
+
+    Two requests can both try (the winner and a rescuer), and the host refuses the second
+    start of a running id: that refusal means the incident runs, which is what both wanted.
+    """
+    try:
+        await client.start_new("incident", instance_id, start)
+    except Exception as exc:
+        if "already exists" not in str(exc):
+            raise
+        log.info("incident '%s' already runs: %s", instance_id, exc)
+        return False
+    return True
+
+
 async def start_or_ring(
     client: df.DurableOrchestrationClient, signal: Signal, intake: Intake, **extra: Any
 ) -> None:
@@ -83,10 +110,8 @@ async def start_or_ring(
     if intake.incident_id is None:
         return
     if intake.started:
-        await client.start_new(
-            "incident", intake.incident_id, incident_start(signal, intake, **extra)
-        )
-        log.info("incident '%s' orchestration started", intake.incident_id)
+        if await _start(client, intake.incident_id, incident_start(signal, intake, **extra)):
+            log.info("incident '%s' orchestration started", intake.incident_id)
         return
     if not (intake.notify or intake.duplicate):
         return
@@ -94,14 +119,18 @@ async def start_or_ring(
     if not status or not getattr(status, "runtime_status", None):
         # The request that won the insert died before starting it: start it now (a start with
         # a running id is refused by the host, so two rescuers cannot start it twice).
+        # Only once the winner has had time to start it: a storm's later signals usually
+        # arrive while the winner is still on its way to start_new.
         summary = await in_thread(runtime.stores().stores.incidents.get, intake.incident_id)
-        if summary is not None and summary.ended_at is None:
-            recovered = intake.model_copy(
-                update={"correlation_key": summary.correlation_key, "family": summary.family}
-            )
-            await client.start_new(
-                "incident", intake.incident_id, incident_start(signal, recovered, **extra)
-            )
+        if summary is None or summary.ended_at is not None:
+            return
+        if datetime.now(UTC) - summary.started_at < RESCUE_AFTER:
+            return
+        recovered = intake.model_copy(
+            update={"correlation_key": summary.correlation_key, "family": summary.family}
+        )
+        start = incident_start(signal, recovered, **extra)
+        if await _start(client, intake.incident_id, start):
             log.warning("incident '%s' had no orchestration: started it", intake.incident_id)
         return
     if intake.notify:
@@ -202,7 +231,7 @@ async def eventgrid_signals(event: func.EventGridEvent, client: df.DurableOrches
 
 
 def _record_unusable(event: Any, why: str) -> None:
-    runtime.audit().append(
+    _DISPOSITIONS.record(
         f"{INTAKE_TRAIL}.{datetime.now(UTC):%Y%m%d}",
         "signal.unusable",
         actor="event-grid",
