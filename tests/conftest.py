@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.plugins.localazure_network",
     "tests.plugins.devhost",
     "tests.plugins.localazure",
+    "tests.plugins.stack",
 ]

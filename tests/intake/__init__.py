@@ -1,0 +1,1 @@
+"""Tests of the edges: signal intake, approvals, the card relay, on the running stack."""
