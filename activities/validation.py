@@ -83,6 +83,7 @@ def finance(req: FinanceValidationRequest) -> ValidationReport:
         expect_jobs_held=req.expect_jobs_held,
         companies=req.companies,
         blob_container_url=req.blob_container_url,
+        filestore=req.filestore,
         statement_timeout_s=req.statement_timeout_s,
         connect_timeout_s=req.connect_timeout_s,
     )

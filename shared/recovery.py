@@ -1084,6 +1084,9 @@ class FinanceValidationRequest(ActivityRequest):
     )
     companies: list[int] | None = None
     blob_container_url: str | None = None
+    filestore: str | None = Field(
+        default=None, description="the database's filestore folder, as mounted for this app"
+    )
     statement_timeout_s: float = Field(default=600, gt=0, le=3600)
     connect_timeout_s: float = Field(default=10, gt=0, le=60)
 
