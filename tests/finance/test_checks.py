@@ -341,3 +341,19 @@ def test_a_hashed_move_set_back_to_draft_is_found(seeded):
     db.sql("UPDATE account_move SET state = 'draft' WHERE id = %s", (move_id,))
     check = db.validate().check("hash_chain.broken")
     assert ("hashed_move_not_posted", move_id) in {(s["kind"], s["move_id"]) for s in check.samples}
+
+
+def test_a_check_that_cannot_complete_fails_rather_than_passes(seeded, monkeypatch):
+    from shared.finance import validate
+
+    db = seeded(17, moves=50)
+
+    def times_out(ctx, conn):
+        conn.execute("SET LOCAL statement_timeout = 1")
+        conn.execute("SELECT pg_sleep(1)")
+
+    tasks = [(ids, times_out if "hash_chain.broken" in ids else fn) for ids, fn in validate.TASKS]
+    monkeypatch.setattr(validate, "TASKS", tasks)
+    check = db.validate().check("hash_chain.broken")
+    assert check.status == "fail" and "could not complete" in check.detail
+    assert "statement timeout" in check.detail
