@@ -94,14 +94,14 @@ def find_recovery_point(req: FindRecoveryPointRequest) -> RecoveryPointResult:
     found, just before the suspected start."""
     slog = step_log(log, req)
     since = req.window_start()
-    target = req.server.model_copy(update={"dbname": req.database})
+    database = req.database or _database_of(req.incident_id)
+    target = req.server.model_copy(update={"dbname": database})
     try:
         with admin_connection(target, req.connect_timeout_s) as conn:
             rows = _damaged_rows(conn, req, since)
     except (psycopg.Error, OSError) as exc:
         raise ActivityError(
-            f"searching {req.server.resource.name}/{req.database} for damage failed: "
-            f"{first_line(exc)}"
+            f"searching {req.server.resource.name}/{database} for damage failed: {first_line(exc)}"
         ) from exc
 
     damaged = [_damaged_move(row) for row in rows]
@@ -118,6 +118,11 @@ def find_recovery_point(req: FindRecoveryPointRequest) -> RecoveryPointResult:
         damaged_moves=[m.move_id for m in damaged],
     )
     return result
+
+
+def _database_of(incident_id: str) -> str:
+    env = _environment(incident_id)
+    return env.postgres.database if env is not None else "odoo"
 
 
 def _damaged_rows(

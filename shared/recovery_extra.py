@@ -46,7 +46,9 @@ class FindRecoveryPointRequest(ActivityRequest):
     server: DbServer
     suspected_since: datetime | None = None
     before: datetime | None = None
-    database: str = Field(default="odoo", description="the Odoo database on the server")
+    database: str | None = Field(
+        default=None, description="the Odoo database (default: the environment's, else odoo)"
+    )
     margin_s: float = Field(
         default=300, ge=0, le=86_400, description="search this long before the suspected time"
     )
