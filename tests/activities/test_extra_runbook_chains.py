@@ -62,10 +62,6 @@ def run_steps(env, activities, path: str, since: str, **evidence: object) -> dic
         if step.kind == "gate" or step.skipped:
             continue
         inputs = resolve(step.inputs, {"steps": results})
-        if step.action == "jobs.release":
-            # jobs_release wants the finance controller who signed off; the runbook's step
-            # does not pass the sign-off gate's approver to it yet, so the test does.
-            inputs["signed_off_by"] = "fiona"
         payload = json.loads(json.dumps(step_input(plan, step.id, inputs, "plan-1"), default=str))
         results[step.id] = activities[step.activity](payload)
     return results
