@@ -221,6 +221,13 @@ class RecoverySettings(_Model):
         default=timedelta(minutes=5),
         description="how long every signal must stay resolved before the incident stands down",
     )
+    filestore: str | None = Field(
+        default=None,
+        description=(
+            "the Odoo filestore folder as mounted for the app (an Azure Files share); "
+            "the app setting DR_ODOO_FILESTORE overrides it"
+        ),
+    )
     watch_interval: Duration = Field(
         default=timedelta(seconds=5),
         description="how often the replication monitor observes the primary",

@@ -214,6 +214,7 @@ def plan_config(name: str, env: Environment, *, frontdoor_url: str | None = None
             "rto_s": env.tightest_rto().total_seconds(),
         },
         "frontdoor_url": frontdoor_url or os.environ.get("DR_FRONTDOOR_URL"),
+        "attachments": {"filestore": os.environ.get("DR_ODOO_FILESTORE") or recovery.filestore},
     }
 
 

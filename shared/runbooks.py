@@ -246,7 +246,14 @@ _CATALOGUE = [
         "validate.finance",
         "finance checks on a database: ledger, sequences, hash chain, attachments, jobs",
         ("server", "database"),
-        ("recovery_point", "expect_jobs_held", "strict", "blob_container_url", "companies"),
+        (
+            "recovery_point",
+            "expect_jobs_held",
+            "strict",
+            "blob_container_url",
+            "filestore",
+            "companies",
+        ),
         read_only=True,
     ),
     _spec(

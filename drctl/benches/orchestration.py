@@ -70,11 +70,13 @@ CONTEXT_CONFIG = {
     "frontdoor_url": "http://127.0.0.1:8069",
     "secondary_region": "northeurope",
     "targets": {"rpo_s": 300},
+    "attachments": {"filestore": None},
 }
 CONTEXT_EVIDENCE = {
     "rpo.exposure_s": 20.0,
     "promote.option": "Forced",
     "promote.reason": "the primary region does not answer",
+    "earlier": None,
 }
 
 _scale = {"factor": 1.0}

@@ -60,6 +60,8 @@ class Stack:
             **os.environ,
             "PYTHONPATH": str(REPO),
             "DR_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            # Odoo's filestore as the app would mount it (an Azure Files share on Azure).
+            "DR_ODOO_FILESTORE": str(self.state_dir / "filestore" / "odoo"),
             **({"DR_CONFIG": str(self.config)} if self.config else {}),
             **self.env,
         }

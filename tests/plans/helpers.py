@@ -41,6 +41,7 @@ CONFIG = {
     "secrets": {"rotate": ["odoo-db-password", "odoo-admin"]},
     "redis": "redis-odoo-weu",
     "storage": {"account": "stodooprodweu"},
+    "attachments": {"filestore": "/mnt/odoo-filestore/odoo"},
 }
 
 EVIDENCE = {
@@ -54,6 +55,7 @@ EVIDENCE = {
     "dependency.name": "redis-odoo-weu",
     "ingress.degraded": True,
     "ingress.endpoint": "odoo-weu",
+    "earlier": None,
 }
 
 
