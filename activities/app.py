@@ -22,6 +22,7 @@ from activities.compute import KubeClient
 from activities.database import (
     AZURE_PG_SUFFIX,
     ActivityError,
+    apply_app_password,
     audit,
     read_secret,
     server_address,
@@ -173,6 +174,8 @@ def repoint(req: RepointRequest) -> RepointResult:
     env = container_env(dep)
     previous = env.get("DB_HOST")
     changed = previous != host or env.get("DB_PORT", str(port)) != str(port)
+    if req.app is not None:
+        apply_app_password(req.server, req.app, 5.0)
     if req.db_host_secret:
         _set_host_secret(SecretRef(name=req.db_host_secret), host, req.incident_id)
     if changed:

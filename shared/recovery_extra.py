@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from shared.recovery import (
     ActivityRequest,
+    AppCredential,
     DbServer,
     FrontDoorCheck,
     LockRecord,
@@ -152,6 +153,13 @@ class RepointRequest(DeploymentRequest):
     """Point the deployment's database settings at ``server`` and check the health says so."""
 
     server: DbServer
+    app: AppCredential | None = Field(
+        default=None,
+        description=(
+            "give this role its current Key Vault password on the server first: a restored "
+            "server carries the password of its recovery point, not the rotated one"
+        ),
+    )
     db_host_secret: str | None = Field(
         default=None, description="a Key Vault secret the application reads its host from"
     )

@@ -153,6 +153,7 @@ _CATALOGUE = [
         "app.repoint_database",
         "point the Odoo deployment at another database server",
         ("cluster", "deployment", "server"),
+        ("app", "db_host_secret", "health_url"),
     ),
     _spec(
         "compute.start_cluster",
