@@ -138,6 +138,27 @@ def refusal(policy: GatePolicyView, principal: Principal) -> str | None:
     return None
 
 
+def same_person(a: Principal, b: Principal) -> bool:
+    """One person behind two identities: the same subject (object id) or the same name (UPN).
+
+    The approvals endpoint knows a person by the token's object id, the card relay by the
+    responder Teams names (its UPN, and the object id when the relay passes it on), so a
+    decision by card and one by HTTP from the same person must not count as two people.
+    """
+    if a.subject and a.subject.lower() == (b.subject or "").lower():
+        return True
+    return bool(a.name) and a.name.strip().lower() == (b.name or "").strip().lower()
+
+
+def one_per_person(decisions: list[ApprovalDecision]) -> list[ApprovalDecision]:
+    """The first decision of each person, in order (a person decides a gate once)."""
+    kept: list[ApprovalDecision] = []
+    for decision in decisions:
+        if not any(same_person(decision.approver, k.approver) for k in kept):
+            kept.append(decision)
+    return kept
+
+
 def evaluate(policy: GatePolicyView, decisions: list[ApprovalDecision]) -> Verdict:
     """Decide the gate from the decisions recorded at it since it opened."""
     valid: list[ApprovalDecision] = []
@@ -151,7 +172,7 @@ def evaluate(policy: GatePolicyView, decisions: list[ApprovalDecision]) -> Verdi
         else:
             valid.append(decision)
     tally = tally_gate(
-        sorted(valid, key=lambda d: d.decided_at),
+        one_per_person(sorted(valid, key=lambda d: d.decided_at)),
         GateRequirement(
             required_approvals=policy.required_approvals, required_roles=policy.required_roles
         ),

@@ -25,7 +25,7 @@ from shared.auth import (
     require_role,
 )
 from shared.folding import doorbell_event
-from shared.gates import refusal
+from shared.gates import refusal, same_person
 from shared.models import ApprovalDecision, Decision, Gate, Principal
 from triggers._http import (
     BadRequest,
@@ -86,6 +86,17 @@ def decide(incident_id: str, principal: Principal, body: DecisionBody, via: str)
             detail={"gate": body.gate.value, "decision": body.decision.value, "via": via},
         )
         return {"status": 403, "error": why}
+    earlier = next(
+        (
+            d
+            for d in stores.stores.approvals.list(incident_id, body.gate)
+            if d.decided_at >= gate.policy.opened_at and same_person(d.approver, principal)
+        ),
+        None,
+    )
+    if earlier is not None:
+        # The same person decided this gate already (perhaps by the other route): it stands.
+        return _decided(incident_id, body, gate, earlier, created=False, stores=stores)
     recorded = stores.stores.approvals.record(
         ApprovalDecision(
             incident_id=incident_id,
@@ -105,6 +116,13 @@ def decide(incident_id: str, principal: Principal, body: DecisionBody, via: str)
             reason=body.comment or f"{body.decision.value} at the '{body.gate.value}' gate",
             detail={"gate": body.gate.value, "subject": principal.subject, "via": via},
         )
+    return _decided(
+        incident_id, body, gate, recorded.decision, created=recorded.created, stores=stores
+    )
+
+
+def _decided(incident_id: str, body, gate, decision: ApprovalDecision, *, created: bool, stores):
+    """Ring the gate's doorbell and build the answer for a decision that stands."""
     number = stores.doorbells.ring(gate.policy.instance_id)
     return {
         "status": 202,
@@ -113,10 +131,10 @@ def decide(incident_id: str, principal: Principal, body: DecisionBody, via: str)
         "body": {
             "incidentId": incident_id,
             "gate": body.gate.value,
-            "decision": recorded.decision.decision.value,
-            "approver": recorded.decision.approver.name,
-            "recorded": recorded.created,
-            "repeated": not recorded.created,
+            "decision": decision.decision.value,
+            "approver": decision.approver.name,
+            "recorded": created,
+            "repeated": not created,
         },
     }
 
