@@ -22,7 +22,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableTransactionError, UpdateMode
 from pydantic import BaseModel, Field
 
 from shared.classification import correlation_key, scenario_family
@@ -41,6 +41,10 @@ INFORMATIONAL_KINDS = frozenset({SignalKind.KEYVAULT_OTHER, SignalKind.EVENT_OTH
 INFORMATIONAL_SEVERITY = 4
 DOORBELL_EVENT = "doorbell"
 MAX_COUNTER_ATTEMPTS = 50
+KIND_PREFIX = "kind_"
+# Table storage takes at most 100 operations in one transaction.
+MAX_TRANSACTION = 100
+SHAPE_PREFIX = "shape_"
 
 Disposition = Literal["started", "folded", "ignored"]
 
@@ -75,33 +79,82 @@ class SignalCounts(BaseModel):
 
 
 class Counters:
-    """Monotonic counters in a table row, raised with optimistic concurrency (ETag)."""
+    """Monotonic counters in a table row, raised with optimistic concurrency (ETag).
+
+    Concurrent callers in one process that raise the same row are coalesced: the first one
+    writes the sum of every increment queued for the row in one conditional write, and each
+    caller gets the values as they stood right after its own increment, as if written alone.
+    """
 
     def __init__(self, table: _Table):
         self.table = table
+        self._lock = threading.Lock()
+        self._queues: dict[tuple[str, str], list[_Pending]] = {}
+        self._writing: set[tuple[str, str]] = set()
 
     def add(self, partition: str, row: str, field: str, by: int = 1) -> int:
         """Add ``by`` to ``field``; returns the new value. Safe under concurrent callers."""
         return self.add_many(partition, row, {field: by})[field]
 
-    def add_many(self, partition: str, row: str, by: dict[str, int]) -> dict[str, int]:
-        """Add to several fields of one row in one conditional write; returns their new values.
+    def add_many(
+        self, partition: str, row: str, by: dict[str, int], timeout_s: float = 60.0
+    ) -> dict[str, int]:
+        """Add to several fields of one row; returns their new values (after this increment)."""
+        target = (partition, row)
+        entry = _Pending(action="add", actor="", reason="", detail=dict(by))
+        with self._lock:
+            self._queues.setdefault(target, []).append(entry)
+            leader = target not in self._writing
+            if leader:
+                self._writing.add(target)
+        if leader:
+            self._drain(target)
+        if not entry.done.wait(timeout_s):
+            raise StoreError(f"counters {partition}/{row} were not raised in time")
+        if entry.error is not None:
+            raise entry.error
+        return entry.result
 
-        One read and one write per call however many fields change, so folding a signal costs
-        two storage round trips for its counts rather than two per count.
-        """
+    def _drain(self, target: tuple[str, str]) -> None:
+        while True:
+            with self._lock:
+                batch = self._queues.pop(target, [])
+                if not batch:
+                    self._writing.discard(target)
+                    return
+            total: dict[str, int] = {}
+            for entry in batch:
+                for f, n in entry.detail.items():
+                    total[f] = total.get(f, 0) + n
+            try:
+                before = self._raise(*target, total)
+            except Exception as exc:  # every caller of this batch hears of it
+                for entry in batch:
+                    entry.error = exc
+                    entry.done.set()
+                continue
+            running = dict(before)
+            for entry in batch:
+                for f, n in entry.detail.items():
+                    running[f] = running.get(f, 0) + n
+                entry.result = {f: running[f] for f in entry.detail}
+                entry.done.set()
+
+    def _raise(self, partition: str, row: str, by: dict[str, int]) -> dict[str, int]:
+        """One conditional write adding ``by``; returns the values of those fields before it."""
         client = self.table.client
         for _ in range(MAX_COUNTER_ATTEMPTS):
             try:
                 entity = client.get_entity(partition, row)
             except ResourceNotFoundError:
                 if self.table.insert({"PartitionKey": partition, "RowKey": row, **by}):
-                    return dict(by)
+                    return dict.fromkeys(by, 0)
                 continue
-            values = {f: int(entity.get(f) or 0) + n for f, n in by.items()}
+            before = {f: int(entity.get(f) or 0) for f in by}
             try:
                 client.update_entity(
-                    {"PartitionKey": partition, "RowKey": row, **values},
+                    {"PartitionKey": partition, "RowKey": row}
+                    | {f: before[f] + n for f, n in by.items()},
                     mode=UpdateMode.MERGE,
                     etag=entity.metadata["etag"],
                     match_condition=MatchConditions.IfNotModified,
@@ -110,7 +163,7 @@ class Counters:
                 if getattr(exc, "status_code", 412) in (409, 412):
                     continue
                 raise StoreError(f"raising counters {partition}/{row}: {exc}") from exc
-            return values
+            return before
         raise StoreError(f"counters {partition}/{row} stayed contended; try again")
 
     def get(self, partition: str, row: str) -> dict[str, int]:
@@ -128,6 +181,21 @@ class SignalLog:
     def __init__(self, table: _Table, counters: Counters):
         self.table = table
         self.counters = counters
+        self._inserts = Coalescer(self._insert_rows, max_batch=MAX_TRANSACTION)
+
+    def _insert_rows(self, incident_id: str, rows: list[dict]) -> list[bool]:
+        """Insert one incident's signal rows in one transaction; one by one if any exists.
+
+        A transaction is all or nothing, so a row that exists (a duplicate delivery) fails
+        the lot; then each row is inserted alone to find out which ones are new.
+        """
+        if len(rows) > 1 and len({r["RowKey"] for r in rows}) == len(rows):
+            try:
+                self.table.client.submit_transaction([("create", r) for r in rows])
+                return [True] * len(rows)
+            except (TableTransactionError, HttpResponseError) as exc:
+                log.debug("signal rows of %s one by one: %s", incident_id, exc)
+        return [self.table.insert(r) for r in rows]
 
     def add(self, incident_id: str, signal: Signal, now: datetime) -> tuple[bool, int] | None:
         """Store a signal on its incident; returns (new kind of signal, count after it).
@@ -136,24 +204,27 @@ class SignalLog:
         so a retried or concurrent delivery of one signal is counted once.
         """
         stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        stored = self.table.insert(
+        stored = self._inserts.submit(
+            incident_id,
             {
                 "PartitionKey": incident_id,
                 "RowKey": f"s.{_digest(signal.dedupe_key, 32)}",
                 "at": stamp,
                 "body": signal.model_dump_json(),
-            }
+            },
         )
         if not stored:
             return None
+        # The shape (kind, component, condition) is counted in the same row as the totals, so
+        # "a new kind of signal" is the shape's count reaching one: no extra round trip.
         shape = f"{signal.kind.value}|{signal.component or ''}|{signal.condition.value}"
-        new_kind = self.table.insert(
-            {"PartitionKey": incident_id, "RowKey": f"k.{_digest(shape, 24)}", "shape": shape}
-        )
+        shape_field = f"{SHAPE_PREFIX}{_digest(shape, 24)}"
         state = "resolved" if signal.condition == MonitorCondition.RESOLVED else "firing"
-        kind = f"kind_{signal.kind.value.replace('-', '_')}"
-        counts = self.counters.add_many(incident_id, "counts", {"total": 1, state: 1, kind: 1})
-        return new_kind, counts["total"]
+        kind = f"{KIND_PREFIX}{signal.kind.value.replace('-', '_')}"
+        counts = self.counters.add_many(
+            incident_id, "counts", {"total": 1, state: 1, kind: 1, shape_field: 1}
+        )
+        return counts[shape_field] == 1, counts["total"]
 
     def signals(self, incident_id: str) -> list[Signal]:
         rows = [r for r in self.table.partition(incident_id) if r["RowKey"].startswith("s.")]
@@ -167,9 +238,9 @@ class SignalLog:
             firing=raw.get("firing", 0),
             resolved=raw.get("resolved", 0),
             by_kind={
-                k.removeprefix("kind_").replace("_", "-"): v
+                k.removeprefix(KIND_PREFIX).replace("_", "-"): v
                 for k, v in raw.items()
-                if k.startswith("kind_")
+                if k.startswith(KIND_PREFIX)
             },
         )
 
@@ -425,8 +496,61 @@ class DispositionBatch:
         log.debug("audit of %s: %s signals in one record", trail, len(batch))
 
 
+class Coalescer:
+    """Concurrent callers with the same key share one write: the first writes for all.
+
+    ``submit(key, item)`` queues the item; the first caller for a key becomes its writer and
+    calls ``flush(key, items)`` (at most ``max_batch`` at a time) until the queue is empty;
+    ``flush`` returns one result per item, which each caller gets back (or the exception).
+    """
+
+    def __init__(self, flush: Callable[[str, list], list], *, max_batch: int = 100):
+        self._flush = flush
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._queues: dict[str, list[_Pending]] = {}
+        self._writing: set[str] = set()
+
+    def submit(self, key: str, item: object, timeout_s: float = 60.0):
+        entry = _Pending(action="", actor="", reason="", detail={"item": item})
+        with self._lock:
+            self._queues.setdefault(key, []).append(entry)
+            leader = key not in self._writing
+            if leader:
+                self._writing.add(key)
+        if leader:
+            self._drain(key)
+        if not entry.done.wait(timeout_s):
+            raise StoreError(f"a coalesced write for {key} did not finish in time")
+        if entry.error is not None:
+            raise entry.error
+        return entry.result
+
+    def _drain(self, key: str) -> None:
+        while True:
+            with self._lock:
+                queue = self._queues.get(key) or []
+                batch, rest = queue[: self.max_batch], queue[self.max_batch :]
+                if not batch:
+                    self._queues.pop(key, None)
+                    self._writing.discard(key)
+                    return
+                self._queues[key] = rest
+            try:
+                results = self._flush(key, [e.detail["item"] for e in batch])
+                for entry, result in zip(batch, results, strict=True):
+                    entry.result = result
+            except Exception as exc:  # every caller of this batch hears of it
+                for entry in batch:
+                    entry.error = exc
+            for entry in batch:
+                entry.done.set()
+
+
 class _Pending:
-    __slots__ = ("action", "actor", "reason", "detail", "done", "error")
+    """One caller's entry in a coalesced write, and what came of it."""
+
+    __slots__ = ("action", "actor", "reason", "detail", "done", "error", "result")
 
     def __init__(self, *, action: str, actor: str, reason: str, detail: dict):
         self.action = action
@@ -435,3 +559,4 @@ class _Pending:
         self.detail = detail
         self.done = threading.Event()
         self.error: Exception | None = None
+        self.result: dict = {}

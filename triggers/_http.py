@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -80,6 +83,14 @@ def auth_error(exc: Exception) -> func.HttpResponse:
     )
 
 
+# Storage work waits on the network, not the CPU: asyncio's default pool (cpu count + 4
+# threads) would hold a storm of signals to a handful in flight.
+STORAGE_THREADS = 32
+_POOL = ThreadPoolExecutor(max_workers=STORAGE_THREADS, thread_name_prefix="dr-storage")
+
+
 async def in_thread(fn: Callable[..., T], *args, **kwargs) -> T:
     """Run blocking storage work off the event loop the async client functions run on."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
+    loop = asyncio.get_running_loop()
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    return await loop.run_in_executor(_POOL, call)
