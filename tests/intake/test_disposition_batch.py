@@ -111,3 +111,23 @@ def test_a_batch_record_says_what_it_holds(size):
         assert body["actor"] == "intake"
         assert f"{len(body['signals'])} signals" in body["reason"]
         assert {e["action"] for e in body["signals"]} <= {"signal.ignored", "signal.folded"}
+
+
+def test_coalescer_hands_each_caller_its_own_result():
+    from shared.folding import Coalescer
+
+    flushed: list[list[int]] = []
+
+    def flush(key, items):
+        time.sleep(0.01)
+        flushed.append(items)
+        return [f"{key}:{i}" for i in items]
+
+    coalescer = Coalescer(flush, max_batch=10)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda i: coalescer.submit(f"k{i % 2}", i), range(200)))
+
+    assert results == [f"k{i % 2}:{i}" for i in range(200)]
+    assert sorted(i for batch in flushed for i in batch) == list(range(200))
+    assert max(len(b) for b in flushed) <= 10
+    assert len(flushed) < 200

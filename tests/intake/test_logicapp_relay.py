@@ -32,12 +32,10 @@ def workflow() -> dict:
 
 @pytest.fixture(scope="module")
 def relay_trigger() -> dict:
-    import function_app
+    from tests.intake._app import http_triggers
 
-    for function in function_app.app.get_functions():
-        if function.get_function_name() == "card_relay":
-            return function.get_trigger().get_dict_repr()
-    raise AssertionError("the app has no card_relay function")
+    assert "card_relay" in http_triggers(), "the app has no card_relay function"
+    return http_triggers()["card_relay"]
 
 
 def _relay(workflow: dict) -> dict:

@@ -133,8 +133,8 @@ def test_resolved_alert_before_approval_stands_incident_down(stack: Stack, quiet
     assert resolved["disposition"] == "folded" and not resolved["duplicate"]
     counts = stack.stores().signal_log.counts(incident_id)
     assert (counts.total, counts.firing, counts.resolved) == (2, 1, 1)
-    view = stack.wait_phase(incident_id, "stood-down", timeout_s=60)
-    assert view["endedAt"]
+    view = stack.wait_ended(incident_id, timeout_s=60)
+    assert view["phase"] == "stood-down", view["timeline"][-3:]
     recovery = [g for g in view["gates"] if g["gate"] == "recovery"]
     assert [g["state"] for g in recovery] == ["closed"]
     assert view["approvals"] == []
