@@ -201,6 +201,8 @@ def incident(context: df.DurableOrchestrationContext):
         phase, outcome, reason = _final(_payload(result), handled)
     run.status.outcome = outcome
     run.phase(phase, reason)
+    # The closing record goes first, so the report carries the head of the finished trail.
+    yield run.record("incident.closed", reason, end=True)
     report = yield context.call_activity_with_retry(
         "incident_report",
         STORE_RETRY,
@@ -210,7 +212,6 @@ def incident(context: df.DurableOrchestrationContext):
             "plan_result": _payload(result) if isinstance(_payload(result), dict) else None,
         },
     )
-    yield run.record("incident.closed", reason, end=True, report=report)
     if not context.is_replaying:
         log.info("incident '%s' ended %s: %s", incident_id, phase.value, reason)
     return {**run.status.model_dump(mode="json"), "report": report}

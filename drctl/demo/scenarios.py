@@ -32,6 +32,8 @@ REPLICA_ID = f"{RG}/Microsoft.DBforPostgreSQL/flexibleServers/odoo-pg-neu"
 AKS_WEU_ID = f"{RG}/Microsoft.ContainerService/managedClusters/aks-odoo-weu"
 TM_ID = f"{RG}/Microsoft.Network/trafficManagerProfiles/tm-odoo"
 
+FINISHED = {"Completed", "Failed", "Terminated"}
+
 # Who answers each gate: never the declarer, two distinct people where the gate needs two.
 APPROVERS: dict[str, list[tuple[str, list[str]]]] = {
     "recovery": [("alice", ["DR.Approver"]), ("sam", ["Security.Officer"])],
@@ -155,7 +157,8 @@ def drive(stack: Stack, incident_id: str, opts: Options, *, declarer: str = "sys
         for gate in view.get("gates", []):
             if gate["state"] == "open":
                 _answer_gate(stack, view, gate["gate"], seen, opts.say, declarer)
-        if view.get("endedAt"):
+        # Ended in the index, and its orchestration finished (the report is written last).
+        if view.get("endedAt") and view.get("runtimeStatus") in FINISHED:
             seen.final = view
             return seen
         time.sleep(0.5)
