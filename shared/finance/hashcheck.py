@@ -43,12 +43,18 @@ Q = '"'
 # Localisation modules known to replace the hashed fields or the whole mechanism.
 OVERRIDING_MODULES = ("l10n_pt_certification", "l10n_pt_account", "l10n_de_pos_cert")
 
+# 16/17 chain per journal only (a hashed move without a secure number is a finding, never
+# verified), so they need one window; each window is a sort of every hashed move.
+PREVIOUS_16 = "lag(m.inalterable_hash) OVER legacy"
+PREVIOUS_18 = (
+    "CASE WHEN coalesce(m.secure_sequence_number, 0) <> 0 THEN lag(m.inalterable_hash) OVER legacy"
+    " ELSE lag(m.inalterable_hash) OVER per_prefix END"
+)
+
 MOVES_SQL = """
 SELECT m.id, m.name, to_char(m.date, 'YYYY-MM-DD'), m.journal_id, m.company_id, m.state,
        m.secure_sequence_number, m.sequence_prefix, m.inalterable_hash,
-       CASE WHEN coalesce(m.secure_sequence_number, 0) <> 0
-            THEN lag(m.inalterable_hash) OVER legacy
-            ELSE lag(m.inalterable_hash) OVER per_prefix END AS previous_hash
+       {previous} AS previous_hash
 FROM account_move m
 WHERE {hashed} {move_filter}
 WINDOW legacy AS (PARTITION BY m.journal_id, coalesce(m.secure_sequence_number, 0) <> 0
@@ -235,8 +241,9 @@ def hash_chain_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
     else:
         hashed = "m.inalterable_hash IS NOT NULL"
     fmt = {"hashed": hashed, "move_filter": ctx.company_filter("m")}
+    previous = PREVIOUS_16 if ctx.version < 18 else PREVIOUS_18
     _secure_numbers(ctx, conn, walk, fmt)
-    _stream(ctx, conn, fmt, walk)
+    _stream(ctx, conn, fmt, previous, walk)
     walk.version_rule()
     if ctx.version < 18 and ctx.has("account_journal", "secure_sequence_id"):
         _secure_counters(ctx, conn, walk)
@@ -255,7 +262,7 @@ def hash_chain_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
     return result("hash_chain.broken", walk.count, walk.findings, detail, started)
 
 
-def _stream(ctx: Context, conn: psycopg.Connection, fmt: dict, walk: _Walk) -> None:
+def _stream(ctx: Context, conn: psycopg.Connection, fmt: dict, previous: str, walk: _Walk) -> None:
     """Merge the moves (id order, with their predecessor's hash) with their lines.
 
     The lines come on a second connection sharing this transaction's snapshot, streamed in
@@ -268,7 +275,7 @@ def _stream(ctx: Context, conn: psycopg.Connection, fmt: dict, walk: _Walk) -> N
     ):
         lines_conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         lines_conn.execute("SET jit = off")
-        moves.execute(MOVES_SQL.format(**fmt), ctx.params)
+        moves.execute(MOVES_SQL.format(previous=previous, **fmt), ctx.params)
         move_iter = _rows(moves)
         current = next(move_iter, None)
         group: list[tuple] = []
