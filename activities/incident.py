@@ -166,7 +166,9 @@ def incident_counts(payload: dict) -> dict:
 def incident_report(payload: dict) -> dict:
     from shared.report import write_report
 
-    return write_report(payload["incident_id"], payload["status"], payload.get("plan_result"))
+    return write_report(
+        payload["incident_id"], payload["status"], payload.get("plan_result"), payload.get("plan")
+    )
 
 
 @bp.activity_trigger(input_name="payload", activity="incident_record")

@@ -210,6 +210,7 @@ def incident(context: df.DurableOrchestrationContext):
             "incident_id": incident_id,
             "status": run.status.model_dump(mode="json"),
             "plan_result": _payload(result) if isinstance(_payload(result), dict) else None,
+            "plan": planned["plan"],
         },
     )
     if not context.is_replaying:

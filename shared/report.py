@@ -46,11 +46,29 @@ def _seconds(start: Any, end: Any) -> float | None:
     return (b - a).total_seconds() if a and b else None
 
 
+def achieved_critical_path(steps: list[dict[str, Any]], after: dict[str, list[str]]) -> list[str]:
+    """The chain of steps that decided the end: from the last step to end, back through the
+    dependency of each that ended last (the run's own critical path, not the estimate's)."""
+    ended = {s["id"]: _ts(s["ended_at"]) for s in steps if _ts(s.get("ended_at"))}
+    if not ended:
+        return []
+    current = max(ended, key=lambda sid: ended[sid])
+    chain = [current]
+    while True:
+        before = [d for d in after.get(current, []) if d in ended]
+        if not before:
+            break
+        current = max(before, key=lambda sid: ended[sid])
+        chain.append(current)
+    return list(reversed(chain))
+
+
 def build_report(
     incident_id: str,
     status: dict[str, Any],
     plan_result: dict[str, Any] | None,
     *,
+    plan: dict[str, Any] | None = None,
     approvals: list[dict[str, Any]],
     targets: dict[str, float],
     audit_head: str | None,
@@ -73,6 +91,7 @@ def build_report(
             }
         )
     steps.sort(key=lambda s: s["started_at"] or "~")
+    after = {step["id"]: list(step.get("after") or []) for step in (plan or {}).get("steps", [])}
     validation = _validation(plan_result)
     declared_at = status.get("declared_at")
     ended_at = plan_result.get("ended_at") or status.get("updated_at")
@@ -97,7 +116,8 @@ def build_report(
         "rpo": {"target_s": targets.get("rpo_s"), **(rpo or {})},
         "signals": status.get("signals"),
         "steps": steps,
-        "critical_path": plan_result.get("critical_path") or [],
+        "critical_path": achieved_critical_path(steps, after),
+        "estimated_critical_path": (plan or {}).get("critical_path") or [],
         "gates": plan_result.get("gates") or {},
         "approvals": approvals,
         "compensations": plan_result.get("compensations") or [],
@@ -206,6 +226,21 @@ def _fmt_s(value: Any) -> str:
     return "n/a" if value is None else f"{float(value):.1f} s"
 
 
+def _rpo_sentence(rpo: dict[str, Any]) -> str:
+    """The data-loss figures the product knows, and the demo's count when it gave one."""
+    parts = [
+        f"estimated {_fmt_s(rpo.get('estimated_s'))} before promotion "
+        f"(target {_fmt_s(rpo.get('target_s'))})"
+    ]
+    if rpo.get("basis"):
+        parts.append(str(rpo["basis"]))
+    if rpo.get("counted_s") is not None:
+        parts.append(f"counted {_fmt_s(rpo['counted_s'])}")
+    if rpo.get("transactions_lost") is not None:
+        parts.append(f"{rpo['transactions_lost']} transactions lost")
+    return "; ".join(parts)
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     rto, rpo = report["rto"], report["rpo"]
     lines = [
@@ -215,9 +250,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- Path: {md_escape(report['path'])}; outcome: **{md_escape(report['outcome'])}**",
         f"- Declared by {md_escape(report['declared_by'])} at {md_escape(report['declared_at'])}",
         f"- RTO achieved {_fmt_s(rto['achieved_s'])} against a target of {_fmt_s(rto['target_s'])}",
-        f"- RPO: estimated {_fmt_s(rpo.get('estimated_s'))}, counted {_fmt_s(rpo.get('counted_s'))}"
-        f", target {_fmt_s(rpo.get('target_s'))}; transactions lost: "
-        f"{md_escape(rpo.get('transactions_lost', 'n/a'))}",
+        f"- RPO: {_rpo_sentence(rpo)}",
         f"- Audit trail head hash: `{report['audit_head']}`",
         "",
         "## Classification",
@@ -365,7 +398,10 @@ def load_report(incident_id: str, fmt: str) -> str | None:
 
 
 def write_report(
-    incident_id: str, status: dict[str, Any], plan_result: dict[str, Any] | None = None
+    incident_id: str,
+    status: dict[str, Any],
+    plan_result: dict[str, Any] | None = None,
+    plan: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Gather what the report needs from the stores, build it, and save it."""
     stores = runtime.stores()
@@ -394,6 +430,7 @@ def write_report(
         incident_id,
         status,
         plan_result,
+        plan=plan,
         approvals=approvals,
         targets=targets,
         audit_head=runtime.audit().head(incident_id),

@@ -31,7 +31,6 @@ def _report(rule_reason="Azure reports the primary PostgreSQL server unavailable
     }
     plan_result = {
         "ended_at": "2026-12-04T10:10:00Z",
-        "critical_path": ["approve-recovery", "promote-replica"],
         "steps": {
             "warm-secondary-pool": {
                 "status": "succeeded",
@@ -71,10 +70,20 @@ def _report(rule_reason="Azure reports the primary PostgreSQL server unavailable
             "decided_at": "2026-12-04T10:02:00Z",
         }
     ]
+    plan = {
+        "critical_path": ["approve-recovery", "promote-replica", "validate-finance"],
+        "steps": [
+            {"id": "warm-secondary-pool", "after": []},
+            {"id": "approve-recovery", "after": []},
+            {"id": "promote-replica", "after": ["approve-recovery"]},
+            {"id": "validate-finance", "after": ["promote-replica"]},
+        ],
+    }
     return build_report(
         "prod-eu.availability.1",
         status,
         plan_result,
+        plan=plan,
         approvals=approvals,
         targets={"rto_s": 3600, "rpo_s": 60},
         audit_head="ab" * 32,
@@ -90,9 +99,13 @@ def test_report_measures_rto_from_declaration_to_the_end_of_the_plan():
     assert report["audit_head"] == "ab" * 32
 
 
+def test_critical_path_is_the_chain_of_steps_that_decided_the_end():
+    assert _report()["critical_path"] == ["approve-recovery", "promote-replica", "validate-finance"]
+
+
 def test_gantt_marks_the_critical_path():
     svg = gantt_svg(_report())
-    assert svg.count('class="bar critical"') == 2
+    assert svg.count('class="bar critical"') == 3
     assert 'data-step="warm-secondary-pool"' in svg
 
 
