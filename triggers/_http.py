@@ -13,8 +13,16 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 import azure.functions as func
+from pydantic import BaseModel, ValidationError
 
-from shared.auth import AuthConfigError, Forbidden, TokenValidator, Unauthenticated
+from shared.auth import (
+    AuthConfigError,
+    AuthError,
+    Forbidden,
+    TokenValidator,
+    Unauthenticated,
+    require_role,
+)
 from shared.models import Principal
 
 log = logging.getLogger(__name__)
@@ -94,3 +102,42 @@ async def in_thread(fn: Callable[..., T], *args, **kwargs) -> T:
     loop = asyncio.get_running_loop()
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
     return await loop.run_in_executor(_POOL, call)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Refusal(Exception):
+    """A request refused before any work: ``response`` is the answer to send."""
+
+    def __init__(self, response: func.HttpResponse):
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def validation_message(exc: ValidationError) -> str:
+    """Every field pydantic refused, with where it is: ``gate: Input should be ...``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+async def caller_and_body(
+    req: func.HttpRequest, model: type[M], *roles: str
+) -> tuple[Principal, M]:
+    """The bearer token first (401/403 before anything is read), then the body (400/413).
+
+    :raises Refusal: with the answer to send.
+    """
+    try:
+        principal = await in_thread(authenticate, req)
+        if roles:
+            require_role(principal, *roles)
+    except AuthError as exc:
+        raise Refusal(auth_error(exc)) from None
+    try:
+        return principal, model.model_validate(json_object(req))
+    except BadRequest as exc:
+        raise Refusal(error(exc.status, str(exc))) from None
+    except ValidationError as exc:
+        raise Refusal(error(400, validation_message(exc))) from None

@@ -13,28 +13,23 @@ from datetime import UTC, datetime
 
 import azure.durable_functions as df
 import azure.functions as func
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from shared import runtime
 from shared.auth import (
     ActionTokenSigner,
     AuthConfigError,
-    AuthError,
-    Forbidden,
     Unauthenticated,
-    require_role,
 )
 from shared.folding import doorbell_event
 from shared.gates import refusal, same_person
 from shared.models import ApprovalDecision, Decision, Gate, Principal
 from triggers._http import (
-    BadRequest,
+    Refusal,
     answer,
-    auth_error,
-    authenticate,
+    caller_and_body,
     error,
     in_thread,
-    json_object,
 )
 
 log = logging.getLogger(__name__)
@@ -59,10 +54,6 @@ class CardBody(BaseModel):
     comment: str = Field(default="", max_length=2000)
 
     model_config = {"populate_by_name": True}
-
-
-def _messages(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
 
 
 def decide(incident_id: str, principal: Principal, body: DecisionBody, via: str) -> dict:
@@ -154,15 +145,9 @@ async def _answer(client: df.DurableOrchestrationClient, result: dict) -> func.H
 async def approve(req: func.HttpRequest, client: df.DurableOrchestrationClient):
     """An approver decides an open gate (bearer token with the gate's role)."""
     try:
-        principal = await in_thread(authenticate, req)
-    except AuthError as exc:
-        return auth_error(exc)
-    try:
-        body = DecisionBody.model_validate(json_object(req))
-    except BadRequest as exc:
-        return error(exc.status, str(exc))
-    except ValidationError as exc:
-        return error(400, _messages(exc))
+        principal, body = await caller_and_body(req, DecisionBody)
+    except Refusal as refused:
+        return refused.response
     incident_id = req.route_params.get("id", "")
     result = await in_thread(decide, incident_id, principal, body, "http")
     return await _answer(client, result)
@@ -215,15 +200,8 @@ def relay(body: CardBody) -> dict:
 async def card_relay(req: func.HttpRequest, client: df.DurableOrchestrationClient):
     """The Logic App relays a Teams card answer (its own identity holds DR.ApprovalRelay)."""
     try:
-        relay_principal = await in_thread(authenticate, req)
-        require_role(relay_principal, RELAY_ROLE)
-    except (AuthError, Forbidden) as exc:
-        return auth_error(exc)
-    try:
-        body = CardBody.model_validate(json_object(req))
-    except BadRequest as exc:
-        return error(exc.status, str(exc))
-    except ValidationError as exc:
-        return error(400, _messages(exc))
+        _relay, body = await caller_and_body(req, CardBody, RELAY_ROLE)
+    except Refusal as refused:
+        return refused.response
     result = await in_thread(relay, body)
     return await _answer(client, result)

@@ -8,10 +8,9 @@ from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from shared import runtime
-from shared.auth import AuthError, require_role
 from shared.classification import PATH_FAMILY
 from shared.folding import fold
 from shared.incident import compose_phase, plan_instance_id
@@ -19,13 +18,11 @@ from shared.models import Phase, Role, RunbookPath
 from shared.plans import OPERATOR_EVENT
 from shared.signals import declaration_signal
 from triggers._http import (
-    BadRequest,
+    Refusal,
     answer,
-    auth_error,
-    authenticate,
+    caller_and_body,
     error,
     in_thread,
-    json_object,
 )
 from triggers.intake import intake_answer, record_disposition, start_or_ring
 
@@ -47,27 +44,14 @@ class OperatorRequest(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-def _validation_message(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
-    )
-
-
 @bp.route(route="incidents", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @bp.durable_client_input(client_name="client")
 async def declare_incident(req: func.HttpRequest, client: df.DurableOrchestrationClient):
     """An operator declares an incident (role DR.Operator); the token's subject declares it."""
     try:
-        principal = await in_thread(authenticate, req)
-        require_role(principal, Role.OPERATOR.value)
-    except AuthError as exc:
-        return auth_error(exc)
-    try:
-        declaration = Declaration.model_validate(json_object(req))
-    except BadRequest as exc:
-        return error(exc.status, str(exc))
-    except ValidationError as exc:
-        return error(400, _validation_message(exc))
+        principal, declaration = await caller_and_body(req, Declaration, Role.OPERATOR.value)
+    except Refusal as refused:
+        return refused.response
     try:
         runtime.config().environment(declaration.environment)
     except KeyError:
@@ -248,16 +232,9 @@ async def get_report(req: func.HttpRequest) -> func.HttpResponse:
 async def operator_action(req: func.HttpRequest, client: df.DurableOrchestrationClient):
     """Retry, skip or abort a parked step of an incident in needs-operator (role DR.Operator)."""
     try:
-        principal = await in_thread(authenticate, req)
-        require_role(principal, Role.OPERATOR.value)
-    except AuthError as exc:
-        return auth_error(exc)
-    try:
-        action = OperatorRequest.model_validate(json_object(req))
-    except BadRequest as exc:
-        return error(exc.status, str(exc))
-    except ValidationError as exc:
-        return error(400, _validation_message(exc))
+        principal, action = await caller_and_body(req, OperatorRequest, Role.OPERATOR.value)
+    except Refusal as refused:
+        return refused.response
     incident_id = req.route_params.get("id", "")
     summary = await in_thread(runtime.stores().stores.incidents.get, incident_id)
     if summary is None:

@@ -230,6 +230,19 @@ SPEC = {
                 },
             }
         },
+        "/samples/hello": {
+            "post": {
+                "summary": "start the sample orchestration that shows devhost working",
+                "requestBody": {
+                    "required": False,
+                    **_json({"type": "array", "items": {"type": "string"}}),
+                },
+                "responses": {
+                    "202": {"description": "the durable check-status payload"},
+                    **_errors(400),
+                },
+            }
+        },
         "/openapi.json": {
             "get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI"}}}
         },

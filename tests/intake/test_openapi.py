@@ -119,11 +119,6 @@ def test_bearer_routes_name_the_security_scheme(document):
             assert set(requirement) <= set(schemes), (method, path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the scaffold route POST /api/samples/hello (triggers/sample.py) is served but not "
-    "named in the document; remove the sample or describe it, then drop this mark",
-)
 def test_every_http_route_of_the_app_is_named():
     from tests.intake._app import http_triggers
     from triggers.openapi import SPEC
