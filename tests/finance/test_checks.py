@@ -357,3 +357,44 @@ def test_a_check_that_cannot_complete_fails_rather_than_passes(seeded, monkeypat
     check = db.validate().check("hash_chain.broken")
     assert check.status == "fail" and "could not complete" in check.detail
     assert "statement timeout" in check.detail
+
+
+def test_every_kind_of_reconcile_damage_is_named_with_its_reason(seeded):
+    db = seeded(17, moves=400)
+    for (name,) in db.sql(
+        "SELECT conname FROM pg_constraint WHERE contype = 'f' "
+        "AND conrelid = 'account_partial_reconcile'::regclass"
+    ):
+        db.sql(f'ALTER TABLE account_partial_reconcile DROP CONSTRAINT "{name}"')
+    partials = db.sql(
+        "SELECT p.id, p.debit_move_id, p.credit_move_id FROM account_partial_reconcile p "
+        "WHERE p.full_reconcile_id IS NOT NULL ORDER BY p.id LIMIT 8"
+    )
+    touched = {line for _, debit, credit in partials for line in (debit, credit)}
+    assert len(touched) >= 8, "the seed gives partials on separate lines"
+    (missing, _, _), (negative, _, _), (unposted, _, unposted_line), (full, _, _) = partials[:4]
+    db.sql("UPDATE account_partial_reconcile SET debit_move_id = 2000000000 WHERE id = %s",
+           (missing,))  # fmt: skip
+    db.sql("UPDATE account_partial_reconcile SET amount = -amount WHERE id = %s", (negative,))
+    db.sql("UPDATE account_move_line SET parent_state = 'draft' WHERE id = %s", (unposted_line,))
+    db.sql("UPDATE account_partial_reconcile SET full_reconcile_id = NULL WHERE id = %s", (full,))
+    currency_line, flag_line = db.sql(
+        "SELECT l.id FROM account_move_line l JOIN account_account a ON a.id = l.account_id "
+        "WHERE a.reconcile AND l.id <> ALL(%s) AND l.reconciled ORDER BY l.id LIMIT 2",
+        (sorted(touched),),
+    )
+    db.sql("UPDATE account_move_line SET amount_residual_currency = 5 WHERE id = %s",
+           (currency_line[0],))  # fmt: skip
+    db.sql("UPDATE account_move_line SET reconciled = false WHERE id = %s", (flag_line[0],))
+    check = db.validate(sample_limit=100).check("reconcile.inconsistent")
+    assert check.status == "fail"
+    reasons = {s["partial_id"]: s["reason"] for s in check.samples if s["kind"] == "partial"}
+    assert reasons == {
+        missing: "line missing",
+        negative: "negative amount",
+        unposted: "line not posted",
+        full: "full reconcile differs from its lines",
+    }
+    lines = {s["line_id"]: s["reason"] for s in check.samples if s["kind"] == "line"}
+    assert lines[currency_line[0]] == "residual in currency differs from its reconciliations"
+    assert lines[flag_line[0]] == "reconciled flag disagrees with the residual"
