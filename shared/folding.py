@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -44,6 +45,8 @@ MAX_COUNTER_ATTEMPTS = 50
 KIND_PREFIX = "kind_"
 # Table storage takes at most 100 operations in one transaction.
 MAX_TRANSACTION = 100
+# Increments of one counters row summed into one conditional write.
+MAX_COUNTER_BATCH = 500
 SHAPE_PREFIX = "shape_"
 
 Disposition = Literal["started", "folded", "ignored"]
@@ -81,64 +84,35 @@ class SignalCounts(BaseModel):
 class Counters:
     """Monotonic counters in a table row, raised with optimistic concurrency (ETag).
 
-    Concurrent callers in one process that raise the same row are coalesced: the first one
-    writes the sum of every increment queued for the row in one conditional write, and each
+    Concurrent callers in one process that raise the same row are coalesced: one of them
+    writes the sum of the increments queued for the row in one conditional write, and each
     caller gets the values as they stood right after its own increment, as if written alone.
     """
 
     def __init__(self, table: _Table):
         self.table = table
-        self._lock = threading.Lock()
-        self._queues: dict[tuple[str, str], list[_Pending]] = {}
-        self._writing: set[tuple[str, str]] = set()
+        self._writes = Coalescer(self._raise_batch, max_batch=MAX_COUNTER_BATCH)
 
     def add(self, partition: str, row: str, field: str, by: int = 1) -> int:
         """Add ``by`` to ``field``; returns the new value. Safe under concurrent callers."""
         return self.add_many(partition, row, {field: by})[field]
 
-    def add_many(
-        self, partition: str, row: str, by: dict[str, int], timeout_s: float = 60.0
-    ) -> dict[str, int]:
+    def add_many(self, partition: str, row: str, by: dict[str, int]) -> dict[str, int]:
         """Add to several fields of one row; returns their new values (after this increment)."""
-        target = (partition, row)
-        entry = _Pending(action="add", actor="", reason="", detail=dict(by))
-        with self._lock:
-            self._queues.setdefault(target, []).append(entry)
-            leader = target not in self._writing
-            if leader:
-                self._writing.add(target)
-        if leader:
-            self._drain(target)
-        if not entry.done.wait(timeout_s):
-            raise StoreError(f"counters {partition}/{row} were not raised in time")
-        if entry.error is not None:
-            raise entry.error
-        return entry.result
+        return self._writes.submit((partition, row), dict(by))
 
-    def _drain(self, target: tuple[str, str]) -> None:
-        while True:
-            with self._lock:
-                batch = self._queues.pop(target, [])
-                if not batch:
-                    self._writing.discard(target)
-                    return
-            total: dict[str, int] = {}
-            for entry in batch:
-                for f, n in entry.detail.items():
-                    total[f] = total.get(f, 0) + n
-            try:
-                before = self._raise(*target, total)
-            except Exception as exc:  # every caller of this batch hears of it
-                for entry in batch:
-                    entry.error = exc
-                    entry.done.set()
-                continue
-            running = dict(before)
-            for entry in batch:
-                for f, n in entry.detail.items():
-                    running[f] = running.get(f, 0) + n
-                entry.result = {f: running[f] for f in entry.detail}
-                entry.done.set()
+    def _raise_batch(self, target: tuple[str, str], increments: list[dict[str, int]]):
+        total: dict[str, int] = {}
+        for by in increments:
+            for f, n in by.items():
+                total[f] = total.get(f, 0) + n
+        running = self._raise(*target, total)
+        results = []
+        for by in increments:
+            for f, n in by.items():
+                running[f] = running.get(f, 0) + n
+            results.append({f: running[f] for f in by})
+        return results
 
     def _raise(self, partition: str, row: str, by: dict[str, int]) -> dict[str, int]:
         """One conditional write adding ``by``; returns the values of those fields before it."""
@@ -410,71 +384,31 @@ class DispositionBatch:
 
     Every signal's disposition goes to the audit trail of its incident (or the day's intake
     trail), a hash chain in one append blob. Written one record per signal, a storm has every
-    request racing for the end of one blob, and most appends fail and retry. Here the first
-    caller for a trail becomes its writer: it writes what is queued (up to ``max_batch``
-    entries) as one record, then the next queue, while later callers wait for the record that
-    holds their entry. A lone signal is written as it always was (``signal.<disposition>``);
-    several become one ``signal.batch`` record listing each (actor, disposition, reason, detail).
+    request racing for the end of one blob, and most appends fail and retry. Here concurrent
+    callers of one trail share a write (see ``Coalescer``): a lone signal is written as it
+    always was (``signal.<disposition>``); several become one ``signal.batch`` record listing
+    each (action, actor, reason and the detail).
     """
 
     def __init__(self, append: Callable[..., object], *, max_batch: int = 200):
         self._append = append
-        self.max_batch = max_batch
-        self._lock = threading.Lock()
-        self._queues: dict[str, list[_Pending]] = {}
-        self._writing: set[str] = set()
+        self._writes = Coalescer(self._write, max_batch=max_batch)
 
-    def record(
-        self,
-        trail: str,
-        action: str,
-        *,
-        actor: str,
-        reason: str,
-        detail: dict,
-        timeout_s: float = 60.0,
-    ) -> None:
-        """Queue one entry and return once the record holding it is written (or raise)."""
-        entry = _Pending(action=action, actor=actor, reason=reason, detail=detail)
-        with self._lock:
-            self._queues.setdefault(trail, []).append(entry)
-            leader = trail not in self._writing
-            if leader:
-                self._writing.add(trail)
-        if leader:
-            self._drain(trail)
-        if not entry.done.wait(timeout_s):
-            raise StoreError(f"the audit record of a signal on {trail} was not written in time")
-        if entry.error is not None:
-            raise entry.error
+    def record(self, trail: str, action: str, *, actor: str, reason: str, detail: dict) -> None:
+        """Return once the record holding this entry is written (or raise why not)."""
+        entry = {"action": action, "actor": actor, "reason": reason, "detail": detail}
+        self._writes.submit(trail, entry)
 
-    def _drain(self, trail: str) -> None:
-        while True:
-            with self._lock:
-                queue = self._queues.get(trail) or []
-                batch, rest = queue[: self.max_batch], queue[self.max_batch :]
-                if not batch:
-                    self._queues.pop(trail, None)
-                    self._writing.discard(trail)
-                    return
-                self._queues[trail] = rest
-            error: Exception | None = None
-            try:
-                self._write(trail, batch)
-            except Exception as exc:  # every waiter of this batch hears of it
-                error = exc
-            for entry in batch:
-                entry.error = error
-                entry.done.set()
-
-    def _write(self, trail: str, batch: list[_Pending]) -> None:
+    def _write(self, trail: str, batch: list[dict]) -> list[None]:
         if len(batch) == 1:
             one = batch[0]
-            self._append(trail, one.action, actor=one.actor, reason=one.reason, detail=one.detail)
-            return
+            self._append(
+                trail, one["action"], actor=one["actor"], reason=one["reason"], detail=one["detail"]
+            )
+            return [None]
         tally: dict[str, int] = {}
         for entry in batch:
-            tally[entry.action] = tally.get(entry.action, 0) + 1
+            tally[entry["action"]] = tally.get(entry["action"], 0) + 1
         summary = ", ".join(f"{n} {a.removeprefix('signal.')}" for a, n in sorted(tally.items()))
         self._append(
             trail,
@@ -483,80 +417,79 @@ class DispositionBatch:
             reason=f"{len(batch)} signals recorded together: {summary}",
             detail={
                 "signals": [
-                    {
-                        "action": e.action,
-                        "actor": e.actor,
-                        "reason": e.reason,
-                        **e.detail,
-                    }
+                    {"action": e["action"], "actor": e["actor"], "reason": e["reason"]}
+                    | e["detail"]
                     for e in batch
                 ]
             },
         )
         log.debug("audit of %s: %s signals in one record", trail, len(batch))
+        return [None] * len(batch)
 
 
 class Coalescer:
-    """Concurrent callers with the same key share one write: the first writes for all.
+    """Concurrent callers with the same key share one write.
 
-    ``submit(key, item)`` queues the item; the first caller for a key becomes its writer and
-    calls ``flush(key, items)`` (at most ``max_batch`` at a time) until the queue is empty;
-    ``flush`` returns one result per item, which each caller gets back (or the exception).
+    ``submit(key, item)`` queues the item and waits. Whoever finds no write in progress for
+    the key writes the oldest ``max_batch`` queued items with ``flush(key, items)``, which
+    returns one result per item; each caller gets its own result back (or the exception).
+    A caller writes only until its own item is written and then leaves, and the next waiting
+    caller takes over, so no request carries a whole storm's writes.
     """
 
-    def __init__(self, flush: Callable[[str, list], list], *, max_batch: int = 100):
+    def __init__(self, flush: Callable[[Any, list], list], *, max_batch: int = 100):
         self._flush = flush
         self.max_batch = max_batch
-        self._lock = threading.Lock()
-        self._queues: dict[str, list[_Pending]] = {}
-        self._writing: set[str] = set()
+        self._cond = threading.Condition()
+        self._queues: dict[Any, list[_Pending]] = {}
+        self._writing: set[Any] = set()
 
-    def submit(self, key: str, item: object, timeout_s: float = 60.0):
-        entry = _Pending(action="", actor="", reason="", detail={"item": item})
-        with self._lock:
+    def submit(self, key: Any, item: object, timeout_s: float = 60.0):
+        entry = _Pending(item)
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
             self._queues.setdefault(key, []).append(entry)
-            leader = key not in self._writing
-            if leader:
+        while True:
+            with self._cond:
+                while not entry.done and key in self._writing:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise StoreError(f"a shared write for {key} did not finish in time")
+                    self._cond.wait(left)
+                if entry.done:
+                    break
                 self._writing.add(key)
-        if leader:
-            self._drain(key)
-        if not entry.done.wait(timeout_s):
-            raise StoreError(f"a coalesced write for {key} did not finish in time")
+                queue = self._queues.get(key, [])
+                batch, self._queues[key] = queue[: self.max_batch], queue[self.max_batch :]
+            self._write(key, batch)
         if entry.error is not None:
             raise entry.error
         return entry.result
 
-    def _drain(self, key: str) -> None:
-        while True:
-            with self._lock:
-                queue = self._queues.get(key) or []
-                batch, rest = queue[: self.max_batch], queue[self.max_batch :]
-                if not batch:
-                    self._queues.pop(key, None)
-                    self._writing.discard(key)
-                    return
-                self._queues[key] = rest
-            try:
-                results = self._flush(key, [e.detail["item"] for e in batch])
-                for entry, result in zip(batch, results, strict=True):
-                    entry.result = result
-            except Exception as exc:  # every caller of this batch hears of it
-                for entry in batch:
-                    entry.error = exc
+    def _write(self, key: Any, batch: list[_Pending]) -> None:
+        try:
+            results = self._flush(key, [e.item for e in batch])
+            for entry, result in zip(batch, results, strict=True):
+                entry.result = result
+        except Exception as exc:  # every caller of this batch hears of it
             for entry in batch:
-                entry.done.set()
+                entry.error = exc
+        with self._cond:
+            for entry in batch:
+                entry.done = True
+            self._writing.discard(key)
+            if not self._queues.get(key):
+                self._queues.pop(key, None)
+            self._cond.notify_all()
 
 
 class _Pending:
-    """One caller's entry in a coalesced write, and what came of it."""
+    """One caller's item in a shared write, and what came of it."""
 
-    __slots__ = ("action", "actor", "reason", "detail", "done", "error", "result")
+    __slots__ = ("item", "done", "error", "result")
 
-    def __init__(self, *, action: str, actor: str, reason: str, detail: dict):
-        self.action = action
-        self.actor = actor
-        self.reason = reason
-        self.detail = detail
-        self.done = threading.Event()
+    def __init__(self, item: object):
+        self.item = item
+        self.done = False
         self.error: Exception | None = None
-        self.result: dict = {}
+        self.result: Any = None
