@@ -57,6 +57,10 @@ class EnvSpec:
     timings: dict[str, str] = field(default_factory=lambda: short(30))
     quiet_period: str = "3s"
     gate_timings: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Every workload's RPO target (e.g. "1s" so that any measured lag asks the rpo gate).
+    rpo: str | None = None
+    # Distinct approvals a gate needs, where it differs from the demo's.
+    required_approvals: dict[str, int] = field(default_factory=dict)
 
 
 def workloads_document(environments: dict[str, EnvSpec]) -> dict:
@@ -77,6 +81,11 @@ def workloads_document(environments: dict[str, EnvSpec]) -> dict:
         env["recovery"]["quiet_period"] = spec.quiet_period
         for gate in GATES:
             env["approvals"][gate]["timings"] = dict(spec.gate_timings.get(gate, spec.timings))
+        for gate, count in spec.required_approvals.items():
+            env["approvals"][gate]["required_approvals"] = count
+        if spec.rpo is not None:
+            for workload in env["workloads"].values():
+                workload["rpo"] = spec.rpo
         out[name] = env
     return {"version": base.get("version", 1), "environments": out}
 
@@ -583,6 +592,20 @@ class Stack:
         if r.status_code >= 400:
             raise StackError(f"control {method} {path} answered {r.status_code}: {r.text}")
         return r.json() if r.content else None
+
+    def dsn(self, server: str, dbname: str = "odoo") -> str:
+        """A libpq connection string for one of local Azure's PostgreSQL servers."""
+        servers = {s["name"]: s for s in self.control("GET", "postgres/servers")["value"]}
+        port = servers[server]["port"]
+        return f"host=127.0.0.1 port={port} user=postgres dbname={dbname} connect_timeout=5"
+
+    def commit_on(self, server: str = "odoo-pg-weu") -> None:
+        """Commit one small transaction on a server (the replica replays it: a replay time)."""
+        import psycopg
+
+        with psycopg.connect(self.dsn(server), autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS dr_test_heartbeat (at timestamptz)")
+            conn.execute("INSERT INTO dr_test_heartbeat VALUES (now())")
 
     def resource(self, environment: str, kind: str = "postgres-primary") -> str:
         return resource_id(environment, kind, stack_doc=self.workloads)

@@ -1,0 +1,60 @@
+"""Counters and the signal log on Azurite: concurrent callers share writes, none is lost."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from azure.data.tables import TableServiceClient
+
+from shared.folding import Counters, SignalLog
+from shared.models import MonitorCondition, Signal, SignalKind, SignalSource
+from shared.stores import CLIENT_OPTIONS, _Table
+
+
+def _table(connection: str, name: str) -> _Table:
+    service = TableServiceClient.from_connection_string(connection, **CLIENT_OPTIONS)
+    return _Table(service, f"{name}{uuid.uuid4().hex[:8]}")
+
+
+def test_concurrent_increments_each_see_their_own_total(storage_connection_string):
+    counters = Counters(_table(storage_connection_string, "counters"))
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        totals = list(
+            pool.map(lambda _: counters.add_many("inc", "counts", {"total": 1, "x": 2}), range(200))
+        )
+
+    assert sorted(t["total"] for t in totals) == list(range(1, 201))
+    assert sorted(t["x"] for t in totals) == list(range(2, 401, 2))
+    assert counters.get("inc", "counts") == {"total": 200, "x": 400}
+
+
+def _signal(n: int, kind: SignalKind = SignalKind.METRIC) -> Signal:
+    return Signal.model_validate(
+        {
+            "source": SignalSource.AZURE_MONITOR.value,
+            "kind": kind.value,
+            "dedupe_key": f"alert:test-{n}:fired",
+            "condition": MonitorCondition.FIRED.value,
+            "environment": "prod-eu",
+        }
+    )
+
+
+def test_a_signal_is_stored_once_however_many_deliveries_race(storage_connection_string):
+    counters = Counters(_table(storage_connection_string, "counters"))
+    log = SignalLog(_table(storage_connection_string, "signals"), counters)
+    now = datetime.now(UTC)
+    deliveries = [_signal(n % 40) for n in range(160)]
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        added = list(pool.map(lambda s: log.add("inc.1", s, now), deliveries))
+
+    stored = [a for a in added if a is not None]
+    assert len(stored) == 40
+    assert sorted(total for _, total in stored) == list(range(1, 41))
+    assert sum(new_kind for new_kind, _ in stored) == 1, "one shape, so one 'new kind'"
+    assert len(log.signals("inc.1")) == 40
+    assert log.counts("inc.1").total == 40
