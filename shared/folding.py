@@ -437,6 +437,8 @@ class Coalescer:
     caller takes over, so no request carries a whole storm's writes.
     """
 
+    # Limitation: callers share writes only inside one process; instances of a scaled-out
+    # app each write their own batches, so they still race (less) for one trail or row.
     def __init__(self, flush: Callable[[Any, list], list], *, max_batch: int = 100):
         self._flush = flush
         self.max_batch = max_batch

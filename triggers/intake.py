@@ -31,6 +31,7 @@ bp = df.Blueprint()
 INTAKE_TRAIL = "intake"
 # A signal that finds its incident without an orchestration starts it only after this long:
 # until then the request that won the index insert is presumably still starting it.
+# Limitation: an incident whose first request died waits for a signal after this to start.
 RESCUE_AFTER = timedelta(seconds=30)
 
 
