@@ -97,15 +97,20 @@ WHERE m.state = 'posted' {move_filter}
     "move_id",
 )
 
+# Summed per company first, then named: the company and currency joins see one row per
+# company instead of one per line.
 TRIAL_SQL = """
-SELECT l.company_id, co.name AS company, cur.decimal_places AS decimals,
-       sum(l.debit) AS debit, sum(l.credit) AS credit, sum(l.balance) AS balance
-FROM account_move_line l
-LEFT JOIN res_company co ON co.id = l.company_id
+SELECT t.company_id, co.name AS company, cur.decimal_places AS decimals,
+       t.debit, t.credit, t.balance
+FROM (
+    SELECT l.company_id, sum(l.debit) AS debit, sum(l.credit) AS credit, sum(l.balance) AS balance
+    FROM account_move_line l
+    WHERE l.parent_state = 'posted' {line_filter}
+    GROUP BY l.company_id
+) t
+LEFT JOIN res_company co ON co.id = t.company_id
 LEFT JOIN res_currency cur ON cur.id = co.currency_id
-WHERE l.parent_state = 'posted' {line_filter}
-GROUP BY l.company_id, co.name, cur.decimal_places
-ORDER BY l.company_id
+ORDER BY t.company_id
 """
 
 ORPHAN_SQL = limited(
