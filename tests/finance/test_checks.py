@@ -398,3 +398,28 @@ def test_every_kind_of_reconcile_damage_is_named_with_its_reason(seeded):
     lines = {s["line_id"]: s["reason"] for s in check.samples if s["kind"] == "line"}
     assert lines[currency_line[0]] == "residual in currency differs from its reconciliations"
     assert lines[flag_line[0]] == "reconciled flag disagrees with the residual"
+
+
+@pytest.mark.parametrize("odoo", [17, 18])
+def test_damage_in_several_journals_is_sampled_in_move_order(seeded, odoo):
+    db = seeded(odoo, moves=400)
+    altered = []
+    for journal in db.sql("SELECT DISTINCT journal_id FROM account_move "
+                          "WHERE inalterable_hash IS NOT NULL ORDER BY journal_id"):  # fmt: skip
+        altered += [r[0] for r in db.sql(
+            "SELECT id FROM account_move WHERE journal_id = %s AND inalterable_hash IS NOT NULL "
+            "ORDER BY id DESC LIMIT 2", journal,
+        )]  # fmt: skip
+    assert len(altered) >= 4, "hashed moves in two journals or more"
+    db.sql(
+        "UPDATE account_move_line SET name = coalesce(name, '') || ' (edited)' "
+        "WHERE id IN (SELECT min(id) FROM account_move_line WHERE move_id = ANY(%s) "
+        "GROUP BY move_id)",
+        (altered,),
+    )
+    check = db.validate().check("hash_chain.broken")
+    assert check.count == len(altered)
+    assert [s["move_id"] for s in check.samples] == sorted(altered)
+    few = db.validate(sample_limit=3).check("hash_chain.broken")
+    assert few.count == len(altered)
+    assert [s["move_id"] for s in few.samples] == sorted(altered)[:3]
