@@ -171,6 +171,14 @@ class SignalLog:
                 log.debug("signal rows of %s one by one: %s", incident_id, exc)
         return [self.table.insert(r) for r in rows]
 
+    @staticmethod
+    def _row_key(signal: Signal) -> str:
+        return f"s.{_digest(signal.dedupe_key, 32)}"
+
+    def stored(self, incident_id: str, signal: Signal) -> bool:
+        """Whether the signal is stored on the incident (a duplicate's first delivery got there)."""
+        return self.table.get(incident_id, self._row_key(signal)) is not None
+
     def add(self, incident_id: str, signal: Signal, now: datetime) -> tuple[bool, int] | None:
         """Store a signal on its incident; returns (new kind of signal, count after it).
 
@@ -182,7 +190,7 @@ class SignalLog:
             incident_id,
             {
                 "PartitionKey": incident_id,
-                "RowKey": f"s.{_digest(signal.dedupe_key, 32)}",
+                "RowKey": self._row_key(signal),
                 "at": stamp,
                 "body": signal.model_dump_json(),
             },
@@ -238,11 +246,11 @@ class IncidentStores:
     def __init__(self, stores: Stores, *, prefix: str = "dr"):
         from azure.data.tables import TableServiceClient
 
-        from shared.stores import CLIENT_OPTIONS
+        from shared.stores import storage_options
 
         self.stores = stores
         service = TableServiceClient.from_connection_string(
-            stores.connection_string, **CLIENT_OPTIONS
+            stores.connection_string, **storage_options()
         )
         counters = Counters(_Table(service, f"{prefix}counters"))
         self.signal_log = SignalLog(_Table(service, f"{prefix}incidentsignals"), counters)
@@ -291,8 +299,14 @@ def fold(
         return Intake(disposition="ignored", reason=informational)
 
     base = stores.stores
-    seen = base.signals.record(signal, now=now)
-    if not seen.first and seen.incident_id:
+    family = family or scenario_family(signal)
+    key = correlation_key(signal.environment, family)
+    # The dedupe row is written with the incident this process expects the signal to join,
+    # which saves the attach afterwards whenever that guess holds (all of a storm but its
+    # first signals).
+    expected = base.incidents.cached_open(key)
+    seen = base.signals.record(signal, now=now, incident_id=expected)
+    if not seen.first and seen.incident_id and stores.signal_log.stored(seen.incident_id, signal):
         return Intake(
             incident_id=seen.incident_id,
             disposition="folded",
@@ -302,9 +316,6 @@ def fold(
                 f"{seen.incident_id}; nothing changed"
             ),
         )
-
-    family = family or scenario_family(signal)
-    key = correlation_key(signal.environment, family)
     if signal.condition == MonitorCondition.RESOLVED:
         current = base.incidents.current(key)
         if current is None or current.ended_at is not None:
@@ -324,7 +335,8 @@ def fold(
         now=now,
     )
     incident_id = slot.incident.incident_id
-    base.signals.attach(signal.dedupe_key, incident_id)
+    if not seen.first or seen.incident_id != incident_id:
+        base.signals.attach(signal.dedupe_key, incident_id)
     added = stores.signal_log.add(incident_id, signal, now)
     if added is None and not slot.started:
         return Intake(

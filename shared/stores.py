@@ -11,10 +11,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import requests
+import requests.adapters
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
@@ -22,6 +26,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient
 from pydantic import BaseModel
@@ -46,6 +51,37 @@ log = logging.getLogger(__name__)
 # Every call to storage states its limits: connect, read, and how often azure-core retries.
 CLIENT_OPTIONS = {"connection_timeout": 5, "read_timeout": 20, "retry_total": 3}
 MAX_START_ATTEMPTS = 20
+# How long a process trusts what it last saw of a correlation key's open incident. Ending an
+# incident in this process forgets it at once; the window only bounds what another instance
+# of a scaled-out app can miss.
+OPEN_INCIDENT_TTL_S = 2.0
+
+
+# Connections kept open to the storage endpoint: intake runs storage calls on up to 32 threads,
+# and requests' default pool of 10 would close and reopen a connection for most of them.
+POOL_CONNECTIONS = 64
+_session_lock = threading.Lock()
+_session: requests.Session | None = None
+
+
+def storage_options() -> dict:
+    """Client options for storage clients: the timeouts, and one shared connection pool."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = requests.Session()
+            adapter = requests.adapters.HTTPAdapter(
+                pool_connections=4, pool_maxsize=POOL_CONNECTIONS
+            )
+            _session.mount("http://", adapter)
+            _session.mount("https://", adapter)
+    transport = RequestsTransport(
+        session=_session,
+        session_owner=False,
+        connection_timeout=CLIENT_OPTIONS["connection_timeout"],
+        read_timeout=CLIENT_OPTIONS["read_timeout"],
+    )
+    return {**CLIENT_OPTIONS, "transport": transport}
 
 
 class StoreError(RuntimeError):
@@ -93,6 +129,11 @@ class _Table:
         self._service = service
         self.name = name
         self._client: TableClient | None = None
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        """The account and table: what two ``_Table`` objects of one table have in common."""
+        return (self._service.url, self.name)
 
     @property
     def client(self) -> TableClient:
@@ -167,7 +208,15 @@ class SignalDedupe:
         digest = _digest(dedupe_key)
         return digest[:2], digest
 
-    def record(self, signal: Signal, *, now: datetime | None = None) -> DedupeResult:
+    def record(
+        self, signal: Signal, *, now: datetime | None = None, incident_id: str | None = None
+    ) -> DedupeResult:
+        """Insert the signal's row; ``incident_id`` is where the caller expects it to fold.
+
+        Writing the expected incident with the insert saves the later ``attach`` when the
+        guess is right. A duplicate then names that incident even if the first delivery died
+        before storing the signal there, so the caller must check the signal is stored.
+        """
         partition, row = self._keys(signal.dedupe_key)
         seen = now or _now()
         entity = {
@@ -178,10 +227,15 @@ class SignalDedupe:
             "environment": signal.environment or "",
             "raw_sha256": signal.raw.sha256 if signal.raw else "",
             "first_seen_at": _iso(seen),
-            "incident_id": "",
+            "incident_id": incident_id or "",
         }
         if self.table.insert(entity):
-            return DedupeResult(first=True, dedupe_key=signal.dedupe_key, first_seen_at=seen)
+            return DedupeResult(
+                first=True,
+                dedupe_key=signal.dedupe_key,
+                incident_id=incident_id,
+                first_seen_at=seen,
+            )
         existing = self.table.get(partition, row) or {}
         return DedupeResult(
             first=False,
@@ -210,12 +264,48 @@ class IncidentIndex:
     When the newest generation has ended, the next signal starts N+1 the same way.
     """
 
+    # The open incident last seen per (account, table, correlation key), shared by every index
+    # in the process: a storm joins its incident without reading the index per signal.
+    # A key's epoch moves on whenever it is forgotten, so a read that started before an
+    # incident ended cannot put the incident back as open.
+    _open: dict[tuple[str, str, str], tuple[dict, float]] = {}
+    _epochs: dict[tuple[str, str, str], int] = {}
+    _open_lock = threading.Lock()
+
     def __init__(self, table: _Table):
         self.table = table
 
     @staticmethod
     def _row(generation: int) -> str:
         return f"{generation:06d}"
+
+    def _epoch(self, key: str) -> int:
+        with self._open_lock:
+            return self._epochs.get((*self.table.identity, key), 0)
+
+    def _remember(self, key: str, entity: dict, epoch: int) -> None:
+        slot = (*self.table.identity, key)
+        with self._open_lock:
+            if self._epochs.get(slot, 0) == epoch:
+                self._open[slot] = (entity, time.monotonic())
+
+    def _forget(self, key: str) -> None:
+        slot = (*self.table.identity, key)
+        with self._open_lock:
+            self._open.pop(slot, None)
+            self._epochs[slot] = self._epochs.get(slot, 0) + 1
+
+    def _cached(self, key: str) -> dict | None:
+        with self._open_lock:
+            hit = self._open.get((*self.table.identity, key))
+        if hit is None or time.monotonic() - hit[1] > OPEN_INCIDENT_TTL_S:
+            return None
+        return hit[0]
+
+    def cached_open(self, key: str) -> str | None:
+        """The id of the open incident of ``key`` as this process last saw it, if recently."""
+        entity = self._cached(key)
+        return entity["incident_id"] if entity else None
 
     def _summary(self, entity: dict) -> IncidentSummary:
         return IncidentSummary(
@@ -247,10 +337,21 @@ class IncidentIndex:
         first_signal: str | None = None,
         now: datetime | None = None,
     ) -> IncidentSlot:
-        """Join the open incident of ``key``, or start the next generation if none is open."""
+        """Join the open incident of ``key``, or start the next generation if none is open.
+
+        A join trusts the open incident this process saw in the last ``OPEN_INCIDENT_TTL_S``
+        (its phase may be behind); starting is always decided by the conditional insert.
+        """
+        # Limitation: an incident ended by another instance of a scaled-out app can still be
+        # joined here for up to OPEN_INCIDENT_TTL_S after it ended.
+        cached = self._cached(key)
+        if cached is not None:
+            return IncidentSlot(incident=self._summary(cached), started=False)
         for _ in range(MAX_START_ATTEMPTS):
+            epoch = self._epoch(key)
             latest = self._latest(key)
             if latest is not None and not latest.get("ended_at"):
+                self._remember(key, latest, epoch)
                 return IncidentSlot(incident=self._summary(latest), started=False)
             generation = int(latest["generation"]) + 1 if latest else 1
             entity = {
@@ -270,6 +371,7 @@ class IncidentIndex:
             }
             if self.table.insert(entity):
                 log.info("incident '%s' started (generation %s)", entity["incident_id"], generation)
+                self._remember(key, entity, epoch)
                 return IncidentSlot(incident=self._summary(entity), started=True)
             # Another request inserted this generation first: read again and join it.
         raise StoreError(f"could not start or join an incident for {key} after many attempts")
@@ -309,12 +411,14 @@ class IncidentIndex:
         if path is not None:
             entity["path"] = RunbookPath(path).value
         self.table.merge(entity)
+        self._forget(key)
 
     def end(
         self, incident_id: str, *, outcome: str, phase: Phase, now: datetime | None = None
     ) -> None:
         """Close the incident; the next signal of its correlation key starts a new generation."""
         key, generation = split_incident_id(incident_id)
+        self._forget(key)
         self.table.merge(
             {
                 "PartitionKey": key,
@@ -324,6 +428,7 @@ class IncidentIndex:
                 "phase": Phase(phase).value,
             }
         )
+        self._forget(key)
         log.info("incident '%s' ended: %s", incident_id, outcome)
 
 
@@ -460,8 +565,8 @@ class Stores:
         if not prefix.isalnum():
             raise ValueError(f"table prefix {prefix!r} must be letters and digits only")
         self.connection_string = connection_string
-        service = TableServiceClient.from_connection_string(connection_string, **CLIENT_OPTIONS)
-        blobs = BlobServiceClient.from_connection_string(connection_string, **CLIENT_OPTIONS)
+        service = TableServiceClient.from_connection_string(connection_string, **storage_options())
+        blobs = BlobServiceClient.from_connection_string(connection_string, **storage_options())
         self.signals = SignalDedupe(_Table(service, f"{prefix}signals"))
         self.incidents = IncidentIndex(_Table(service, f"{prefix}incidents"))
         self.evidence = EvidenceStore(_Table(service, f"{prefix}evidence"))

@@ -1,0 +1,69 @@
+"""Folding writes a signal's dedupe row once, with the incident it expects, on Azurite.
+
+The incident named in the dedupe row is only trusted once the signal is stored there: a first
+delivery that died between the two writes is folded by its retry, not answered "duplicate".
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from shared.config import load_config
+from shared.folding import IncidentStores, fold
+from shared.models import Signal, SignalKind, SignalSource
+from shared.stores import Stores
+
+WORKLOADS = Path(__file__).resolve().parents[2] / "config" / "workloads.yaml"
+
+
+@pytest.fixture
+def stores(storage_connection_string) -> IncidentStores:
+    prefix = f"f{uuid.uuid4().hex[:10]}"
+    return IncidentStores(Stores(storage_connection_string, prefix=prefix), prefix=prefix)
+
+
+def _signal(n: int) -> Signal:
+    return Signal(
+        source=SignalSource.AZURE_MONITOR,
+        kind=SignalKind.METRIC,
+        dedupe_key=f"alert:/once-{n}:fired",
+        environment="prod-eu",
+    )
+
+
+def test_later_signals_of_a_storm_write_no_attach(stores, monkeypatch):
+    config = load_config(WORKLOADS)
+    started = fold(_signal(0), config=config, stores=stores)
+    assert started.disposition == "started"
+    attached = []
+    original = stores.stores.signals.attach
+    monkeypatch.setattr(
+        stores.stores.signals, "attach", lambda *a: attached.append(a) or original(*a)
+    )
+    folded = [fold(_signal(n), config=config, stores=stores) for n in range(1, 4)]
+    assert [f.disposition for f in folded] == ["folded"] * 3
+    assert {f.incident_id for f in folded} == {started.incident_id}
+    assert attached == []
+    again = fold(_signal(2), config=config, stores=stores)
+    assert again.duplicate and again.incident_id == started.incident_id
+    assert stores.signal_log.counts(started.incident_id).total == 4
+
+
+def test_a_retry_of_a_delivery_that_died_after_its_dedupe_row_is_folded(stores):
+    config = load_config(WORKLOADS)
+    started = fold(_signal(0), config=config, stores=stores)
+    lost = _signal(7)
+    # The first delivery wrote its dedupe row naming the incident, then died.
+    stores.stores.signals.record(lost, now=datetime.now(UTC), incident_id=started.incident_id)
+    retry = fold(lost, config=config, stores=stores)
+    assert retry.disposition == "folded" and retry.incident_id == started.incident_id
+    assert retry.duplicate, "the retry is still a repeated delivery"
+    assert [s.dedupe_key for s in stores.signal_log.signals(started.incident_id)] == [
+        _signal(0).dedupe_key,
+        lost.dedupe_key,
+    ]
+    assert fold(lost, config=config, stores=stores).reason.startswith("already received")
