@@ -4,20 +4,17 @@
 name, so a name without a registered activity would fail a recovery at the step, not at start.
 """
 
-import importlib
-
 import pytest
 
 from shared.runbooks import ACTIONS, ACTIVITY_FOR_ACTION
+from tests.app_index import functions
 
 
 @pytest.fixture(scope="module")
 def registered() -> list[tuple[str, str]]:
-    """(activity name, function name) of every activity, from a freshly built app
-    (get_functions() indexes an app object once, so the test builds its own)."""
-    function_app = importlib.reload(importlib.import_module("function_app"))
+    """(activity name, function name) of every activity of the app."""
     found = []
-    for function in function_app.app.get_functions():
+    for function in functions():
         trigger = function.get_trigger()
         if trigger is not None and trigger.type == "activityTrigger":
             found.append((trigger.activity, function.get_function_name()))

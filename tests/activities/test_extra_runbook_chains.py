@@ -10,7 +10,6 @@ dependency failure: reroute, restart, pause and resume, and the checks after the
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -25,6 +24,7 @@ from shared.incident import plan_config
 from shared.plans import build_plan, resolve, topological_order
 from shared.runbooks import load_runbook
 from tests.activities.conftest import base_topology
+from tests.app_index import functions
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -32,9 +32,8 @@ pytestmark = pytest.mark.timeout(420)
 @pytest.fixture(scope="module")
 def activities() -> dict[str, Callable[[dict], dict]]:
     """activity name -> the function the app registered for it."""
-    function_app = importlib.reload(importlib.import_module("function_app"))
     found = {}
-    for function in function_app.app.get_functions():
+    for function in functions():
         trigger = function.get_trigger()
         if trigger is not None and trigger.type == "activityTrigger":
             found[trigger.activity] = function.get_user_function()

@@ -1,5 +1,6 @@
 """Azurite (blob and table) for the test session, started through devhost/azurite.py."""
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,6 +20,7 @@ def azurite() -> Azurite:
         pytest.fail(f"tests need Azurite: {exc}")
     yield server
     server.stop()
+    shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

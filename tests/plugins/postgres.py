@@ -1,5 +1,6 @@
 """A private PostgreSQL cluster for the test session, started as the postgres user."""
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -9,11 +10,13 @@ from devhost.pg import LocalPostgres, PostgresUnavailable, ensure_enterable, fre
 
 
 @pytest.fixture(scope="session")
-def enterable_tmp() -> Path:
+def enterable_tmp():
     """A temporary folder that the postgres user can enter (pytest's own are private to root)."""
     base = Path(tempfile.mkdtemp(prefix="drtests-", dir="/tmp"))
     base.chmod(0o755)
-    return base
+    yield base
+    # Clusters, WAL archives and base backups under it run to gigabytes: leave nothing behind.
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

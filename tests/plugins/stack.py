@@ -16,6 +16,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -237,6 +238,7 @@ class Stack:
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
     ) -> None:
+        self.owns_root = root is None
         self.root = root or Path(tempfile.mkdtemp(prefix="dr-stack-"))
         self.state_dir = self.root / "state"
         self.port = free_port()
@@ -287,8 +289,9 @@ class Stack:
             except requests.RequestException:
                 pass
             time.sleep(0.2)
+        tail = self.tail()
         self.stop()
-        raise StackError(f"the stack did not start within {timeout_s:.0f}s:\n{self.tail()}")
+        raise StackError(f"the stack did not start within {timeout_s:.0f}s:\n{tail}")
 
     def _find_control_url(self) -> None:
         if self.topology is None:
@@ -299,14 +302,16 @@ class Stack:
     def stop(self, timeout_s: float = 60.0) -> None:
         """SIGTERM (serve stops its services in order), SIGKILL for the group if it hangs."""
         self.session.close()
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        if self.owns_root:
+            # PostgreSQL data, archives and Azurite's files: gigabytes over a session.
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def tail(self, lines: int = 60) -> str:
         if not self.log_path.exists():
@@ -524,9 +529,16 @@ class Stack:
         return self.wait_for(f"{incident_id} gate {gate} open", probe, timeout_s)
 
     def wait_ended(self, incident_id: str, timeout_s: float = 60) -> dict:
+        """Ended in the index and its orchestration finished (the report is written last)."""
+        finished = {"Completed", "Failed", "Terminated"}
         return self.wait_for(
             f"{incident_id} ended",
-            lambda: (v := self.incident(incident_id)) and v["endedAt"] and v,
+            lambda: (
+                (v := self.incident(incident_id))
+                and v["endedAt"]
+                and v.get("runtimeStatus") in finished
+                and v
+            ),
             timeout_s,
         )
 
