@@ -215,7 +215,8 @@ def gantt_svg(report: dict[str, Any], width: int = 900) -> str:
     return "".join(parts)
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+# What could turn text from outside into markup: emphasis, code, links and images, tables, HTML.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|<>~])")
 
 
 def md_escape(text: Any) -> str:

@@ -245,6 +245,12 @@ async def operator_action(req: func.HttpRequest, client: df.DurableOrchestration
         return error(409, f"incident {incident_id} is {phase}, not needs-operator")
     if action.action != "abort" and not action.step:
         return error(400, f"{action.action} needs the step it applies to")
+    parked = [f["step"] for f in (plan or {}).get("failed", [])]
+    if action.action != "abort" and action.step not in parked:
+        return error(
+            409,
+            f"step {action.step!r} is not parked; parked: {', '.join(parked) or 'none'}",
+        )
     payload = {**action.model_dump(), "actor": principal.name}
     await in_thread(
         runtime.audit().append,
