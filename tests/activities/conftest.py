@@ -5,6 +5,7 @@ environment."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -197,7 +198,7 @@ def start_env(enterable_tmp, monkeypatch) -> Callable[..., Env]:
         path = root / "topology.yaml"
         path.write_text(yaml.safe_dump(topology or base_topology(), sort_keys=False))
         azure = LocalAzure(root / "state", path)
-        started.append(azure)
+        started.append((azure, root))
         azure.start()
         settings = azure.settings()
         for key, value in settings.items():
@@ -210,8 +211,10 @@ def start_env(enterable_tmp, monkeypatch) -> Callable[..., Env]:
         return env
 
     yield start
-    for azure in reversed(started):
+    # Each environment keeps clusters, WAL archives and base backups: remove them with it.
+    for azure, root in reversed(started):
         azure.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

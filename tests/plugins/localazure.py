@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -82,12 +83,14 @@ def localazure_factory(enterable_tmp: Path) -> Iterator[Callable[..., LocalAzure
             local.start()
         except PostgresUnavailable as exc:
             pytest.fail(f"local Azure needs PostgreSQL: {exc}")
-        started.append(local)
+        started.append((local, root))
         return local
 
     yield start
-    for local in reversed(started):
+    # Each instance keeps clusters, WAL archives and base backups: remove them with it.
+    for local, root in reversed(started):
         local.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,7 @@ def start_local_azure(tmp_path: Path) -> Callable[..., LocalAzure]:
     yield start
     for azure in reversed(started):
         azure.stop()
+        shutil.rmtree(azure.state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
