@@ -107,6 +107,7 @@ def local_azure(enterable_tmp: Path) -> Iterator[LocalAzure]:
         pytest.fail(f"local Azure needs PostgreSQL: {exc}")
     yield local
     local.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def azure_settings(local: LocalAzure) -> AzureSettings:
