@@ -20,6 +20,7 @@ from typing import Any, Literal
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     HttpResponseError,
+    ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
 )
@@ -30,7 +31,7 @@ from shared.classification import correlation_key, scenario_family
 from shared.config import DrConfig
 from shared.gates import GateRegistry
 from shared.models import MonitorCondition, ScenarioFamily, Signal, SignalKind
-from shared.stores import StoreError, Stores, _digest, _Table
+from shared.stores import StoreError, Stores, _calling, _digest, _Table
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,12 @@ KIND_PREFIX = "kind_"
 MAX_TRANSACTION = 100
 # Increments of one counters row summed into one conditional write.
 MAX_COUNTER_BATCH = 500
+# Counter rows whose last written state a process keeps (one per incident, one per doorbell).
+MAX_KNOWN_ROWS = 10000
 SHAPE_PREFIX = "shape_"
+# Raw payloads up to this size are kept in the signal's own row (a table property holds 64 KiB,
+# a transaction of 100 rows 4 MiB): no blob upload per signal. Larger ones go to blob storage.
+INLINE_RAW_BYTES = 16 * 1024
 
 Disposition = Literal["started", "folded", "ignored"]
 
@@ -70,6 +76,9 @@ class Intake(BaseModel):
     )
     correlation_key: str | None = None
     family: ScenarioFamily | None = None
+    raw_kept: bool = Field(
+        default=False, description="the raw payload was stored in the signal's row on its incident"
+    )
 
 
 class SignalCounts(BaseModel):
@@ -87,11 +96,16 @@ class Counters:
     Concurrent callers in one process that raise the same row are coalesced: one of them
     writes the sum of the increments queued for the row in one conditional write, and each
     caller gets the values as they stood right after its own increment, as if written alone.
+    The row as this process last wrote it (values and ETag) is kept, so the next write of it
+    skips the read; a write by anyone else changes the ETag, and then the row is read again.
     """
 
     def __init__(self, table: _Table):
         self.table = table
         self._writes = Coalescer(self._raise_batch, max_batch=MAX_COUNTER_BATCH)
+        # (partition, row) -> (the row's values, its ETag) after this process's last write.
+        # Only the Coalescer's single writer of a row reads or replaces its entry.
+        self._known: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
 
     def add(self, partition: str, row: str, field: str, by: int = 1) -> int:
         """Add ``by`` to ``field``; returns the new value. Safe under concurrent callers."""
@@ -117,28 +131,48 @@ class Counters:
     def _raise(self, partition: str, row: str, by: dict[str, int]) -> dict[str, int]:
         """One conditional write adding ``by``; returns the values of those fields before it."""
         client = self.table.client
+        target = (partition, row)
+        known = self._known.pop(target, None)
         for _ in range(MAX_COUNTER_ATTEMPTS):
-            try:
-                entity = client.get_entity(partition, row)
-            except ResourceNotFoundError:
-                if self.table.insert({"PartitionKey": partition, "RowKey": row, **by}):
+            if known is None:
+                try:
+                    entity = client.get_entity(partition, row)
+                except ResourceNotFoundError:
+                    first = {"PartitionKey": partition, "RowKey": row, **by}
+                    try:
+                        with _calling(f"insert into {self.table.name}"):
+                            meta = client.create_entity(first)
+                    except ResourceExistsError:
+                        continue
+                    self._keep(target, dict(by), meta)
                     return dict.fromkeys(by, 0)
-                continue
-            before = {f: int(entity.get(f) or 0) for f in by}
+                known = (dict(entity), entity.metadata["etag"])
+            values, etag = known
+            before = {f: int(values.get(f) or 0) for f in by}
+            after = {f: before[f] + n for f, n in by.items()}
             try:
-                client.update_entity(
-                    {"PartitionKey": partition, "RowKey": row}
-                    | {f: before[f] + n for f, n in by.items()},
+                meta = client.update_entity(
+                    {"PartitionKey": partition, "RowKey": row} | after,
                     mode=UpdateMode.MERGE,
-                    etag=entity.metadata["etag"],
+                    etag=etag,
                     match_condition=MatchConditions.IfNotModified,
                 )
             except (ResourceModifiedError, HttpResponseError) as exc:
                 if getattr(exc, "status_code", 412) in (409, 412):
+                    known = None  # someone else wrote it: read it again
                     continue
                 raise StoreError(f"raising counters {partition}/{row}: {exc}") from exc
+            self._keep(target, values | after, meta)
             return before
         raise StoreError(f"counters {partition}/{row} stayed contended; try again")
+
+    def _keep(self, target: tuple[str, str], values: dict[str, Any], meta: dict) -> None:
+        etag = (meta or {}).get("etag")
+        if not etag:
+            return
+        if len(self._known) >= MAX_KNOWN_ROWS:
+            self._known.clear()  # a bound on memory; a forgotten row is read once more
+        self._known[target] = (values, etag)
 
     def get(self, partition: str, row: str) -> dict[str, int]:
         entity = self.table.get(partition, row) or {}
@@ -179,22 +213,31 @@ class SignalLog:
         """Whether the signal is stored on the incident (a duplicate's first delivery got there)."""
         return self.table.get(incident_id, self._row_key(signal)) is not None
 
-    def add(self, incident_id: str, signal: Signal, now: datetime) -> tuple[bool, int] | None:
+    def raw(self, incident_id: str, signal: Signal) -> bytes | None:
+        """The raw payload kept in the signal's row, or None (not stored, or kept as a blob)."""
+        row = self.table.get(incident_id, self._row_key(signal))
+        value = (row or {}).get("raw")
+        return bytes(value) if value is not None else None
+
+    def add(
+        self, incident_id: str, signal: Signal, now: datetime, raw: bytes | None = None
+    ) -> tuple[bool, int] | None:
         """Store a signal on its incident; returns (new kind of signal, count after it).
 
         None when the signal was already stored on it: the row key is the signal's dedupe key,
-        so a retried or concurrent delivery of one signal is counted once.
+        so a retried or concurrent delivery of one signal is counted once. ``raw`` is kept in
+        the row when it is at most ``INLINE_RAW_BYTES``.
         """
         stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        stored = self._inserts.submit(
-            incident_id,
-            {
-                "PartitionKey": incident_id,
-                "RowKey": self._row_key(signal),
-                "at": stamp,
-                "body": signal.model_dump_json(),
-            },
-        )
+        row = {
+            "PartitionKey": incident_id,
+            "RowKey": self._row_key(signal),
+            "at": stamp,
+            "body": signal.model_dump_json(),
+        }
+        if raw is not None and len(raw) <= INLINE_RAW_BYTES:
+            row["raw"] = bytes(raw)
+        stored = self._inserts.submit(incident_id, row)
         if not stored:
             return None
         # The shape (kind, component, condition) is counted in the same row as the totals, so
@@ -246,11 +289,11 @@ class IncidentStores:
     def __init__(self, stores: Stores, *, prefix: str = "dr"):
         from azure.data.tables import TableServiceClient
 
-        from shared.stores import storage_options
+        from shared.stores import CLIENT_OPTIONS
 
         self.stores = stores
         service = TableServiceClient.from_connection_string(
-            stores.connection_string, **storage_options()
+            stores.connection_string, **CLIENT_OPTIONS
         )
         counters = Counters(_Table(service, f"{prefix}counters"))
         self.signal_log = SignalLog(_Table(service, f"{prefix}incidentsignals"), counters)
@@ -278,8 +321,13 @@ def fold(
     declared_by: str = "system",
     now: datetime | None = None,
     family: ScenarioFamily | None = None,
+    raw: bytes | None = None,
 ) -> Intake:
-    """Decide what one signal does: start an incident, join one, or nothing (and why)."""
+    """Decide what one signal does: start an incident, join one, or nothing (and why).
+
+    ``raw`` (the exact bytes received) is kept in the signal's row when it is small enough;
+    the answer's ``raw_kept`` says so, and the caller keeps larger or unfolded ones as blobs.
+    """
     now = now or datetime.now(UTC)
     if signal.environment is None:
         where = signal.resource_id or "no resource"
@@ -337,7 +385,8 @@ def fold(
     incident_id = slot.incident.incident_id
     if not seen.first or seen.incident_id != incident_id:
         base.signals.attach(signal.dedupe_key, incident_id)
-    added = stores.signal_log.add(incident_id, signal, now)
+    added = stores.signal_log.add(incident_id, signal, now, raw)
+    raw_kept = added is not None and raw is not None and len(raw) <= INLINE_RAW_BYTES
     if added is None and not slot.started:
         return Intake(
             incident_id=incident_id,
@@ -358,6 +407,7 @@ def fold(
             reason=f"first signal for {key}: incident {incident_id} declared",
             correlation_key=key,
             family=family,
+            raw_kept=raw_kept,
         )
     new_kind, total = added
     why = _why_notify(signal, new_kind, total)
@@ -369,6 +419,7 @@ def fold(
         duplicate=duplicate,
         correlation_key=key,
         family=family,
+        raw_kept=raw_kept,
     )
 
 

@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-import requests
-import requests.adapters
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
@@ -26,7 +24,6 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient
 from pydantic import BaseModel
@@ -55,33 +52,6 @@ MAX_START_ATTEMPTS = 20
 # incident in this process forgets it at once; the window only bounds what another instance
 # of a scaled-out app can miss.
 OPEN_INCIDENT_TTL_S = 2.0
-
-
-# Connections kept open to the storage endpoint: intake runs storage calls on up to 32 threads,
-# and requests' default pool of 10 would close and reopen a connection for most of them.
-POOL_CONNECTIONS = 64
-_session_lock = threading.Lock()
-_session: requests.Session | None = None
-
-
-def storage_options() -> dict:
-    """Client options for storage clients: the timeouts, and one shared connection pool."""
-    global _session
-    with _session_lock:
-        if _session is None:
-            _session = requests.Session()
-            adapter = requests.adapters.HTTPAdapter(
-                pool_connections=4, pool_maxsize=POOL_CONNECTIONS
-            )
-            _session.mount("http://", adapter)
-            _session.mount("https://", adapter)
-    transport = RequestsTransport(
-        session=_session,
-        session_owner=False,
-        connection_timeout=CLIENT_OPTIONS["connection_timeout"],
-        read_timeout=CLIENT_OPTIONS["read_timeout"],
-    )
-    return {**CLIENT_OPTIONS, "transport": transport}
 
 
 class StoreError(RuntimeError):
@@ -565,8 +535,8 @@ class Stores:
         if not prefix.isalnum():
             raise ValueError(f"table prefix {prefix!r} must be letters and digits only")
         self.connection_string = connection_string
-        service = TableServiceClient.from_connection_string(connection_string, **storage_options())
-        blobs = BlobServiceClient.from_connection_string(connection_string, **storage_options())
+        service = TableServiceClient.from_connection_string(connection_string, **CLIENT_OPTIONS)
+        blobs = BlobServiceClient.from_connection_string(connection_string, **CLIENT_OPTIONS)
         self.signals = SignalDedupe(_Table(service, f"{prefix}signals"))
         self.incidents = IncidentIndex(_Table(service, f"{prefix}incidents"))
         self.evidence = EvidenceStore(_Table(service, f"{prefix}evidence"))

@@ -36,9 +36,14 @@ RESCUE_AFTER = timedelta(seconds=30)
 
 
 def record_disposition(signal: Signal, intake: Intake, raw: bytes | None) -> None:
-    """Keep the raw payload and append the disposition to the incident's (or intake's) trail."""
+    """Keep the raw payload and append the disposition to the incident's (or intake's) trail.
+
+    A small payload of a folded signal is already in the signal's row (``intake.raw_kept``);
+    the others are saved as blobs under their ``RawRef``.
+    """
     stores = runtime.stores()
-    if raw is not None and signal.raw is not None and not intake.duplicate:
+    keep_blob = not intake.duplicate and not intake.raw_kept
+    if raw is not None and signal.raw is not None and keep_blob:
         try:
             stores.stores.raw.save(signal.raw, raw)
         except Exception as exc:  # the payload copy is evidence, not a reason to drop the signal
@@ -70,7 +75,9 @@ _DISPOSITIONS = DispositionBatch(_audit_append)
 
 
 def fold_and_record(signal: Signal, raw: bytes | None, declared_by: str = "system") -> Intake:
-    intake = fold(signal, config=runtime.config(), stores=runtime.stores(), declared_by=declared_by)
+    intake = fold(
+        signal, config=runtime.config(), stores=runtime.stores(), declared_by=declared_by, raw=raw
+    )
     record_disposition(signal, intake, raw)
     return intake
 

@@ -58,3 +58,18 @@ def test_a_signal_is_stored_once_however_many_deliveries_race(storage_connection
     assert sum(new_kind for new_kind, _ in stored) == 1, "one shape, so one 'new kind'"
     assert len(log.signals("inc.1")) == 40
     assert log.counts("inc.1").total == 40
+
+
+def test_two_writers_of_one_row_each_skip_reads_yet_lose_nothing(storage_connection_string):
+    table = _table(storage_connection_string, "counters")
+    one, other = Counters(table), Counters(table)
+    reads = []
+    original = table.client.get_entity
+    table.client.get_entity = lambda *a, **k: reads.append(a) or original(*a, **k)
+
+    assert one.add("inc", "counts", "total") == 1
+    assert one.add("inc", "counts", "total") == 2, "its own last write is known: no read"
+    assert len(reads) == 1, "only the first write (row absent) read the row"
+    assert other.add("inc", "counts", "total") == 3
+    assert one.add("inc", "counts", "total", by=2) == 5, "the other's write is found by ETag"
+    assert one.get("inc", "counts") == {"total": 5}

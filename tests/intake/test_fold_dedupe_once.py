@@ -67,3 +67,18 @@ def test_a_retry_of_a_delivery_that_died_after_its_dedupe_row_is_folded(stores):
         lost.dedupe_key,
     ]
     assert fold(lost, config=config, stores=stores).reason.startswith("already received")
+
+
+def test_a_small_raw_payload_is_kept_in_the_signal_row_and_a_large_one_is_not(stores):
+    from shared.folding import INLINE_RAW_BYTES
+
+    config = load_config(WORKLOADS)
+    small, large = b'{"small": true}', b'{"pad": "' + b"x" * INLINE_RAW_BYTES + b'"}'
+    started = fold(_signal(0), config=config, stores=stores, raw=small)
+    assert started.raw_kept
+    assert stores.signal_log.raw(started.incident_id, _signal(0)) == small
+    folded = fold(_signal(1), config=config, stores=stores, raw=large)
+    assert folded.disposition == "folded" and not folded.raw_kept
+    assert stores.signal_log.raw(started.incident_id, _signal(1)) is None
+    repeat = fold(_signal(0), config=config, stores=stores, raw=small)
+    assert repeat.duplicate and not repeat.raw_kept
