@@ -330,10 +330,14 @@ def fold(
     """
     now = now or datetime.now(UTC)
     if signal.environment is None:
-        where = signal.resource_id or "no resource"
+        reason = (
+            f"no environment in the configuration owns {signal.resource_id}"
+            if signal.resource_id
+            else "the signal names no resource, so no environment can be found for it"
+        )
         return Intake(
             disposition="ignored",
-            reason=f"no environment in the configuration owns {where}",
+            reason=reason,
         )
     try:
         config.environment(signal.environment)
