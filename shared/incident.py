@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from shared.config import Environment, RecoverySettings
+from shared.config import Environment
 from shared.folding import SignalCounts
 from shared.models import Classification, Evidence, Phase, Signal
 
@@ -141,13 +141,9 @@ def _arm(sub: str, rg: str, provider: str, name: str) -> str:
     return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{provider}/{name}"
 
 
-def recovery_settings(env: Environment) -> RecoverySettings:
-    return env.recovery
-
-
 def plan_config(name: str, env: Environment, *, frontdoor_url: str | None = None) -> dict:
     """The environment in the shapes the activities take, for ``${config.*}`` references."""
-    recovery = recovery_settings(env)
+    recovery = env.recovery
     sub, rg = env.subscription_id, env.resource_group
     profile_id = env.traffic_manager.profile.resource_id
     endpoints = env.traffic_manager.endpoints
