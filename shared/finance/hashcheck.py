@@ -10,10 +10,19 @@ streamed in ``move_id`` order (an index walk, no sort of the lines) and every mo
 its lines arrive. Unlike Odoo's report, which stops a chain at its first mismatch, this walks
 on from the stored hashes: one altered move is reported once, and a removed move shows as the
 mismatch of its successor, so every damaged point of a chain is listed.
+
+The lines reach Python as one text per move (``string_agg`` of each line's raw fields, in no
+particular order; Python sorts them): a quarter of the rows to decode, and the payload is built
+from plain string splits. That fast path is only ever trusted when it reproduces the stored
+hash; a move it does not reproduce (altered, a version 1 or 2 chain, a label holding one of the
+separators, amounts that need float rounding) is verified again from its lines fetched one
+column per field, exactly as before, so a false mismatch cannot come from the fast path and a
+false match would need a sha256 collision.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from collections import Counter
@@ -44,8 +53,11 @@ Q = '"'
 OVERRIDING_MODULES = ("l10n_pt_certification", "l10n_pt_account", "l10n_de_pos_cert")
 
 # 16/17 chain per journal only (a hashed move without a secure number is a finding, never
-# verified), so they need one window; each window is a sort of every hashed move.
+# verified), so they need one window; each window is a sort of every hashed move. 16/17 also
+# take the previous secure number from that window (the secure-number check); 18 keeps a
+# separate query for it, its moves query leaving out moves without a hash.
 PREVIOUS_16 = "lag(m.inalterable_hash) OVER legacy"
+SECURE_16 = "lag(m.secure_sequence_number) OVER legacy"
 PREVIOUS_18 = (
     "CASE WHEN coalesce(m.secure_sequence_number, 0) <> 0 THEN lag(m.inalterable_hash) OVER legacy"
     " ELSE lag(m.inalterable_hash) OVER per_prefix END"
@@ -54,7 +66,7 @@ PREVIOUS_18 = (
 MOVES_SQL = """
 SELECT m.id, m.name, to_char(m.date, 'YYYY-MM-DD'), m.journal_id, m.company_id, m.state,
        m.secure_sequence_number, m.sequence_prefix, m.inalterable_hash,
-       {previous} AS previous_hash
+       {previous} AS previous_hash, {previous_secure} AS previous_secure
 FROM account_move m
 WHERE {hashed} {move_filter}
 WINDOW legacy AS (PARTITION BY m.journal_id, coalesce(m.secure_sequence_number, 0) <> 0
@@ -64,13 +76,30 @@ WINDOW legacy AS (PARTITION BY m.journal_id, coalesce(m.secure_sequence_number, 
 ORDER BY m.id
 """
 
+# One row per move: its lines' fields, a line per \x1e and a field per \x1f (a NULL label as
+# \x1d). concat() renders NULL as the empty string, which no id or amount is. No ORDER BY in
+# the aggregate (that is a sort per move): Python sorts the lines.
+SEP_LINE, SEP_FIELD, NULL_NAME = "\x1e", "\x1f", "\x1d"
+BODIES_SQL = """
+SELECT l.move_id,
+       string_agg(concat(l.id, E'\\x1f', l.debit, E'\\x1f', l.credit, E'\\x1f', l.account_id,
+                         E'\\x1f', l.partner_id, E'\\x1f', l.currency_id, E'\\x1f',
+                         coalesce(l.name, E'\\x1d')), E'\\x1e')
+FROM account_move_line l
+WHERE l.move_id IN (SELECT m.id FROM account_move m WHERE {hashed} {move_filter})
+GROUP BY l.move_id
+ORDER BY l.move_id
+"""
+
+# The exact path, for the moves the fast path does not reproduce.
 LINES_SQL = """
 SELECT l.move_id, l.id::text, l.name, l.debit::text, l.credit::text, l.account_id::text,
        l.partner_id::text, l.currency_id
 FROM account_move_line l
-WHERE l.move_id IN (SELECT m.id FROM account_move m WHERE {hashed} {move_filter})
+WHERE l.move_id = ANY(%(ids)s)
 ORDER BY l.move_id, l.id
 """
+RECHECK_BATCH = 5_000
 
 SECURE_SQL = """
 SELECT journal_id, id, name, secure_sequence_number AS secure, previous
@@ -144,13 +173,84 @@ def payload_v3(move_row: tuple, lines: list[tuple], decimals: dict[int, int]) ->
     )
 
 
+_ZEROS = {d: f"{0:.{d}f}" for d in range(7)}
+
+
+def _amount(text: str, decimals: int) -> str:
+    """``_money`` for a field split from a body, where NULL is the empty string."""
+    if text == "0" and decimals in _ZEROS:
+        return _ZEROS[decimals]
+    return _money(text or None, decimals)
+
+
+def _body_key(line: str) -> str:
+    return line.split(SEP_FIELD, 1)[0] + "_"
+
+
+def payload_from_body(move_row: tuple, body: str, decimals: dict[str, int]) -> str:
+    """The version 3/4 hash input from one move's aggregated line text (BODIES_SQL), the same
+    bytes as ``payload_v3``; ``decimals`` is keyed by the currency id as text.
+
+    A label holding a separator splits wrongly and gives a text that does not reproduce the
+    stored hash, so that move goes to the exact path (it never raises for it)."""
+    lines = body.split(SEP_LINE) if body else []
+    if len(lines) > 1:
+        # Plain text order sorts ids of one length as JSON sorts "line_<id>_" keys; ids of
+        # different lengths need the "_" that follows them ("10_" before "1_").
+        lines.sort()
+        if len({line.find(SEP_FIELD) for line in lines}) > 1:
+            lines.sort(key=_body_key)
+    parts = []
+    append = parts.append
+    get = decimals.get
+    for text in lines:
+        try:
+            lid, debit, credit, account, partner, currency, name = text.split(SEP_FIELD, 6)
+        except ValueError:  # a label holding \x1e: not this move's lines
+            return ""
+        d = get(currency, 2)
+        # The common cases inline: amounts already carrying the currency's decimals.
+        if d == 2:
+            if debit[-3:-2] != "." or len(debit) > 16:
+                debit = _amount(debit, 2)
+            if credit[-3:-2] != "." or len(credit) > 16:
+                credit = _amount(credit, 2)
+        elif d == 0:
+            if not debit or "." in debit or len(debit) > 16:
+                debit = _amount(debit, 0)
+            if not credit or "." in credit or len(credit) > 16:
+                credit = _amount(credit, 0)
+        else:
+            debit, credit = _amount(debit, d), _amount(credit, d)
+        key = ',"line_' + lid
+        append(
+            f'{key}_account_id":{Q + account + Q if account else _FALSE}'
+            f'{key}_credit":"{credit}"{key}_debit":"{debit}"'
+            f'{key}_name":{_FALSE if name == NULL_NAME else _quote(name)}'
+            f'{key}_partner_id":{Q + partner + Q if partner else _FALSE}'
+        )  # fmt: skip
+    _, name, mdate, journal, company = move_row[:5]
+    return (
+        f'{{"company_id":{_FALSE if company is None else Q + str(company) + Q}'
+        f',"date":"{mdate}"'
+        f',"journal_id":{_FALSE if journal is None else Q + str(journal) + Q}'
+        f'{"".join(parts)},"name":{_FALSE if name is None else _quote(name)}}}'
+    )
+
+
+# Order of the samples: secure-number findings by journal and number, then the moves' findings
+# in move order, then the version rule's, then the counters'.
+_SECURE, _MOVE, _VERSION, _COUNTER = range(4)
+
+
 class _Walk:
     """Verification state over all chains of one database."""
 
     def __init__(self, ctx: Context, decimals: dict[int, int]) -> None:
         self.ctx = ctx
         self.decimals = decimals
-        self.findings: list[dict] = []
+        self.text_decimals = {str(k): v for k, v in decimals.items()}
+        self.samples: list[tuple[tuple, dict]] = []  # (order, sample), pruned to the limit
         self.count = 0
         self.moves = 0
         self.slow = 0
@@ -160,43 +260,87 @@ class _Walk:
         # rule that a chain's version never goes back down.
         self.first_at: dict[int, dict[int, int]] = {}
         self.low_versions: list[tuple] = []
+        self.recheck: list[tuple] = []  # move rows the fast path did not reproduce
 
-    def finding(self, kind: str, **extra) -> None:
+    def finding(self, order: tuple, kind: str, **extra) -> None:
         self.count += 1
-        if len(self.findings) < self.ctx.request.sample_limit:
-            self.findings.append({"kind": kind} | extra)
+        limit = self.ctx.request.sample_limit
+        self.samples.append((order, {"kind": kind} | extra))
+        if len(self.samples) > 4 * limit + 64:
+            self.samples = heapq.nsmallest(limit, self.samples, key=_order)
 
-    def move(self, row: tuple, lines: list[tuple]) -> None:
-        mid, name, mdate, journal, company, state, secure, prefix, stored, previous = row
+    @property
+    def findings(self) -> list[dict]:
+        return [s for _, s in heapq.nsmallest(self.ctx.request.sample_limit, self.samples,
+                                              key=_order)]  # fmt: skip
+
+    def move(self, row: tuple, body: str | None) -> None:
+        """One move of the moves query with its aggregated lines (``body``, None without)."""
+        mid, name, mdate, journal, company, state, secure, prefix, stored, previous = row[:10]
         self.moves += 1
         legacy = bool(secure)
+        if legacy and self.ctx.version < 18:
+            self._secure_number(row)
         if state != "posted" and stored:
-            self.finding("hashed_move_not_posted", move_id=mid, name=name, journal_id=journal,
-                         state=state)  # fmt: skip
+            self.finding((_MOVE, mid, 0), "hashed_move_not_posted", move_id=mid, name=name,
+                         journal_id=journal, state=state)  # fmt: skip
         if stored is None:
-            self.finding("secure_number_without_hash", move_id=mid, name=name,
+            self.finding((_MOVE, mid, 1), "secure_number_without_hash", move_id=mid, name=name,
                          journal_id=journal, secure_sequence_number=secure)  # fmt: skip
             return
         if self.ctx.version < 18 and not legacy:
-            self.finding("hash_without_secure_number", move_id=mid, name=name, journal_id=journal)
+            self.finding((_MOVE, mid, 1), "hash_without_secure_number", move_id=mid, name=name,
+                         journal_id=journal)  # fmt: skip
             return
         self.chains.add(journal if legacy else (journal, prefix))
-        version = self._verify(row, lines, legacy)
+        if body is not None:
+            text = chain_input(previous) + payload_from_body(row, body, self.text_decimals)
+            digest = sha256(text.encode()).hexdigest()
+            if stored.startswith("$4$"):
+                if not legacy and stored[3:] == digest:
+                    return self._verified(row, 4)
+            elif stored == digest:
+                return self._verified(row, 3)
+        self.recheck.append(row)
+
+    def verify_exactly(self, row: tuple, lines: list[tuple]) -> None:
+        """A move the fast path did not reproduce, from its lines one column per field."""
+        version = self._verify(row, lines, bool(row[6]))
         if version is None:
+            mid, name, _, journal, _, _, secure, prefix = row[:8]
             self.finding(
-                "hash_mismatch", move_id=mid, name=name, journal_id=journal, prefix=prefix,
-                secure_sequence_number=secure,
+                (_MOVE, mid, 1), "hash_mismatch", move_id=mid, name=name, journal_id=journal,
+                prefix=prefix, secure_sequence_number=secure,
                 reason="recomputed hash differs: the move, its lines, or its predecessor in the "
                 "chain changed or is gone",
             )  # fmt: skip
             return
+        self._verified(row, version)
+
+    def _verified(self, row: tuple, version: int) -> None:
         self.versions[version] += 1
-        if legacy:
+        secure = row[6]
+        if secure:
+            journal = row[3]
             seen = self.first_at.setdefault(journal, {})
             if secure < seen.get(version, secure + 1):
                 seen[version] = secure
             if version < 3:
-                self.low_versions.append((journal, secure, version, mid, name))
+                self.low_versions.append((journal, secure, version, row[0], row[1]))
+
+    def _secure_number(self, row: tuple) -> None:
+        """16/17: the secure numbers of a journal run 1, 2, 3... (the window's predecessor)."""
+        mid, name, _, journal, _, _, secure = row[:7]
+        previous = row[10]
+        if secure == previous:
+            self.finding((_SECURE, journal, secure, mid), "duplicate_secure_number", move_id=mid,
+                         name=name, journal_id=journal, secure_sequence_number=secure)  # fmt: skip
+        elif secure > (previous or 0) + 1:
+            self.finding(
+                (_SECURE, journal, secure, mid), "secure_numbers_missing", journal_id=journal,
+                first_missing=(previous or 0) + 1, last_missing=secure - 1, next_move_id=mid,
+                next_name=name,
+            )  # fmt: skip
 
     def _verify(self, row: tuple, lines: list[tuple], legacy: bool) -> int | None:
         stored, previous = row[8], row[9]
@@ -222,11 +366,15 @@ class _Walk:
     def version_rule(self) -> None:
         """A move verified under a lower version than an earlier move of its chain is corrupt
         by Odoo's reading (the version only goes up along a chain)."""
-        for journal, secure, version, mid, name in self.low_versions:
+        for i, (journal, secure, version, mid, name) in enumerate(self.low_versions):
             higher = [s for v, s in self.first_at.get(journal, {}).items() if v > version]
             if higher and min(higher) < secure:
-                self.finding("hash_version_went_back", move_id=mid, name=name,
+                self.finding((_VERSION, i), "hash_version_went_back", move_id=mid, name=name,
                              journal_id=journal, version=version)  # fmt: skip
+
+
+def _order(item: tuple) -> tuple:
+    return item[0]
 
 
 def hash_chain_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
@@ -238,12 +386,13 @@ def hash_chain_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
     walk = _Walk(ctx, decimals)
     if ctx.version < 18:
         hashed = "(coalesce(m.secure_sequence_number, 0) <> 0 OR m.inalterable_hash IS NOT NULL)"
+        previous, previous_secure = PREVIOUS_16, SECURE_16
     else:
         hashed = "m.inalterable_hash IS NOT NULL"
+        previous, previous_secure = PREVIOUS_18, "NULL::integer"
+        _secure_numbers(ctx, conn, walk, {"move_filter": ctx.company_filter("m")})
     fmt = {"hashed": hashed, "move_filter": ctx.company_filter("m")}
-    previous = PREVIOUS_16 if ctx.version < 18 else PREVIOUS_18
-    _secure_numbers(ctx, conn, walk, fmt)
-    _stream(ctx, conn, fmt, previous, walk)
+    _stream(ctx, conn, fmt, previous, previous_secure, walk)
     walk.version_rule()
     if ctx.version < 18 and ctx.has("account_journal", "secure_sequence_id"):
         _secure_counters(ctx, conn, walk)
@@ -262,8 +411,12 @@ def hash_chain_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
     return result("hash_chain.broken", walk.count, walk.findings, detail, started)
 
 
-def _stream(ctx: Context, conn: psycopg.Connection, fmt: dict, previous: str, walk: _Walk) -> None:
-    """Merge the moves (id order, with their predecessor's hash) with their lines.
+def _stream(
+    ctx: Context, conn: psycopg.Connection, fmt: dict, previous: str, previous_secure: str,
+    walk: _Walk,
+) -> None:  # fmt: skip
+    """Merge the moves (id order, with their predecessor's hash) with their lines (one row
+    per move, id order), then verify exactly the moves the fast path did not reproduce.
 
     The lines come on a second connection sharing this transaction's snapshot, streamed in
     chunks, so the server produces them while Python hashes (the two overlap on two cores)."""
@@ -275,33 +428,40 @@ def _stream(ctx: Context, conn: psycopg.Connection, fmt: dict, previous: str, wa
     ):
         lines_conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         lines_conn.execute("SET jit = off")
-        moves.execute(MOVES_SQL.format(previous=previous, **fmt), ctx.params)
+        lines_conn.execute(f"SET work_mem = '{WORK_MEM}'")
+        moves.execute(
+            MOVES_SQL.format(previous=previous, previous_secure=previous_secure, **fmt),
+            ctx.params,
+        )
         move_iter = _rows(moves)
         current = next(move_iter, None)
-        group: list[tuple] = []
-        group_id = None
-        for line in lines.stream(LINES_SQL.format(**fmt), ctx.params, size=STREAM_ROWS):
-            if line[0] != group_id:
-                if group_id is not None:
-                    current = _advance(walk, move_iter, current, group_id, group)
-                group_id, group = line[0], []
-            group.append(line)
-        if group_id is not None:
-            current = _advance(walk, move_iter, current, group_id, group)
-        while current is not None:  # hashed moves without any line
-            walk.move(current, [])
+        for move_id, body in lines.stream(BODIES_SQL.format(**fmt), ctx.params,
+                                                 size=STREAM_ROWS):  # fmt: skip
+            while current is not None and current[0] < move_id:
+                walk.move(current, None)  # a hashed move without any line
+                current = next(move_iter, None)
+            if current is not None and current[0] == move_id:
+                walk.move(current, body)
+                current = next(move_iter, None)
+        while current is not None:
+            walk.move(current, None)
             current = next(move_iter, None)
+        _recheck(ctx, lines, walk)
         lines_conn.rollback()
 
 
-def _advance(walk: _Walk, move_iter, current, move_id: int, group: list[tuple]):
-    while current is not None and current[0] < move_id:
-        walk.move(current, [])
-        current = next(move_iter, None)
-    if current is not None and current[0] == move_id:
-        walk.move(current, group)
-        current = next(move_iter, None)
-    return current
+def _recheck(ctx: Context, cursor, walk: _Walk) -> None:
+    """The exact path for the moves the fast path did not reproduce, a batch of ids at once."""
+    pending = walk.recheck
+    walk.recheck = []
+    for start in range(0, len(pending), RECHECK_BATCH):
+        batch = pending[start : start + RECHECK_BATCH]
+        grouped: dict[int, list[tuple]] = {row[0]: [] for row in batch}
+        cursor.execute(LINES_SQL, {"ids": list(grouped)})
+        for line in cursor:
+            grouped[line[0]].append(line)
+        for row in batch:
+            walk.verify_exactly(row, grouped[row[0]])
 
 
 def _rows(cursor):
@@ -312,13 +472,15 @@ def _rows(cursor):
 def _secure_numbers(ctx: Context, conn: psycopg.Connection, walk: _Walk, fmt: dict) -> None:
     rows = conn.execute(SECURE_SQL.format(move_filter=fmt["move_filter"]), ctx.params).fetchall()
     for journal, mid, name, secure, previous in rows:
+        order = (_SECURE, journal, secure, mid)
         if secure == previous:
-            walk.finding("duplicate_secure_number", move_id=mid, name=name, journal_id=journal,
-                         secure_sequence_number=secure)  # fmt: skip
+            walk.finding(order, "duplicate_secure_number", move_id=mid, name=name,
+                         journal_id=journal, secure_sequence_number=secure)  # fmt: skip
         else:
             walk.finding(
-                "secure_numbers_missing", journal_id=journal, first_missing=(previous or 0) + 1,
-                last_missing=secure - 1, next_move_id=mid, next_name=name,
+                order, "secure_numbers_missing", journal_id=journal,
+                first_missing=(previous or 0) + 1, last_missing=secure - 1, next_move_id=mid,
+                next_name=name,
             )  # fmt: skip
 
 
@@ -331,17 +493,17 @@ def _secure_counters(ctx: Context, conn: psycopg.Connection, walk: _Walk) -> Non
         " WHERE j.secure_sequence_id IS NOT NULL" + ctx.company_filter("j"),
         ctx.params,
     ).fetchall()
-    for journal_id, code, number_next, highest in rows:
+    for i, (journal_id, code, number_next, highest) in enumerate(rows):
         highest = highest or 0
         if number_next <= highest:
             walk.finding(
-                "secure_counter_behind", journal_id=journal_id, journal=code,
+                (_COUNTER, i), "secure_counter_behind", journal_id=journal_id, journal=code,
                 number_next=number_next, highest_secure_number=highest,
                 reason="the next posting would reuse a secure number",
             )  # fmt: skip
         elif number_next > highest + 1:
             walk.finding(
-                "hashed_moves_missing_at_end", journal_id=journal_id, journal=code,
+                (_COUNTER, i), "hashed_moves_missing_at_end", journal_id=journal_id, journal=code,
                 number_next=number_next, highest_secure_number=highest,
                 reason="the counter says secure numbers up to number_next - 1 were issued",
             )  # fmt: skip
