@@ -68,34 +68,45 @@ def _rows(conn: psycopg.Connection, query: str, params: dict) -> list[dict[str, 
 
 # --------------------------------------------------------------------------- ledger
 
-UNBALANCED_SQL = limited(
-    """
-WITH sums AS (
-    SELECT l.move_id, sum(l.balance) AS bal
-    FROM account_move_line l
-    WHERE true {line_filter}
-    GROUP BY l.move_id
-    HAVING sum(l.balance) <> 0
-)
-SELECT m.id AS move_id, m.name, m.journal_id, round(s.bal, cur.decimal_places) AS imbalance
-FROM sums s
-JOIN account_move m ON m.id = s.move_id
-LEFT JOIN res_company co ON co.id = m.company_id
-LEFT JOIN res_currency cur ON cur.id = co.currency_id
-WHERE m.state = 'posted' AND round(s.bal, coalesce(cur.decimal_places, 2)) <> 0
-""",
-    "move_id",
-)
+# Lines against their moves in one pass (a full join, so that moves without lines and lines
+# without a move both show), grouped per move: the move's balance, its lines out of step with
+# it, its line count. Only the groups with a finding leave the aggregate. With a company filter
+# the lines of other companies still join (a move is lineless only without any line) but are
+# left out of the sums and counts, as the separate queries did.
+DRIFT = """(m.id IS NULL OR l.parent_state IS DISTINCT FROM m.state
+            OR l.journal_id IS DISTINCT FROM m.journal_id
+            OR l.company_id IS DISTINCT FROM m.company_id
+            OR l.date IS DISTINCT FROM m.date OR l.move_name IS DISTINCT FROM m.name)"""
 
-LINELESS_SQL = limited(
-    """
-SELECT m.id AS move_id, m.name, m.journal_id, 'posted move without lines' AS problem
-FROM account_move m
-WHERE m.state = 'posted' {move_filter}
-  AND NOT EXISTS (SELECT 1 FROM account_move_line l WHERE l.move_id = m.id)
-""",
-    "move_id",
+MOVES_LINES_SQL = f"""
+WITH found AS MATERIALIZED (
+    SELECT m.id AS move_id, m.name, m.journal_id, m.company_id, m.state,
+           count(l.id) AS n_lines,
+           sum(l.balance) FILTER (WHERE true {{line_cond}}) AS balance,
+           count(l.id) FILTER (WHERE {DRIFT} {{line_cond}}) AS drifted
+    FROM account_move_line l FULL JOIN account_move m ON m.id = l.move_id
+    GROUP BY l.move_id, m.id
+    HAVING sum(l.balance) FILTER (WHERE true {{line_cond}}) <> 0
+        OR count(l.id) FILTER (WHERE {DRIFT} {{line_cond}}) > 0
+        OR count(l.id) = 0
+), unbalanced AS (
+    SELECT f.move_id, f.name, f.journal_id, round(f.balance, cur.decimal_places) AS imbalance
+    FROM found f
+    LEFT JOIN res_company co ON co.id = f.company_id
+    LEFT JOIN res_currency cur ON cur.id = co.currency_id
+    WHERE f.state = 'posted' AND round(f.balance, coalesce(cur.decimal_places, 2)) <> 0
+), lineless AS (
+    SELECT f.move_id, f.name, f.journal_id FROM found f
+    WHERE f.n_lines = 0 AND f.state = 'posted' {{move_filter}}
 )
+SELECT 'unbalanced' AS kind, (SELECT count(*) FROM unbalanced) AS total, u.*
+FROM (SELECT * FROM unbalanced ORDER BY move_id LIMIT %(limit)s) u
+UNION ALL
+SELECT 'lineless', (SELECT count(*) FROM lineless), z.*, NULL
+FROM (SELECT * FROM lineless ORDER BY move_id LIMIT %(limit)s) z
+UNION ALL
+SELECT 'drifted', (SELECT coalesce(sum(drifted), 0) FROM found), NULL, NULL, NULL, NULL
+"""
 
 # Summed per company first, then named: the company and currency joins see one row per
 # company instead of one per line.
@@ -138,23 +149,48 @@ def _found(rows: list[dict]) -> tuple[int, list[dict]]:
     return total, [{k: v for k, v in r.items() if k != "total"} for r in rows]
 
 
-def unbalanced_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
-    """ledger.unbalanced_moves: Odoo's rule, the lines of a posted move sum to zero once
-    rounded to the company currency's decimals; and a posted move has lines."""
+def ledger_checks(ctx: Context, conn: psycopg.Connection) -> list[CheckResult]:
+    """ledger.unbalanced_moves (Odoo's rule: the lines of a posted move sum to zero once rounded
+    to the company currency's decimals, and a posted move has lines) and ledger.orphan_lines
+    (lines without their move, or out of step with it), from one pass over the lines."""
     started = time.monotonic()
     conn.execute(f"SET work_mem = '{WORK_MEM}'")
-    params = {**ctx.params, "limit": ctx.request.sample_limit}
-    sql_unbalanced = UNBALANCED_SQL.format(line_filter=ctx.company_filter("l"))
-    unbalanced, samples = _found(_rows(conn, sql_unbalanced, params))
-    sql_lineless = LINELESS_SQL.format(move_filter=ctx.company_filter("m"))
-    lineless, more = _found(_rows(conn, sql_lineless, params))
+    limit = ctx.request.sample_limit
+    params = {**ctx.params, "limit": limit}
+    line_cond = " AND l.company_id = ANY(%(companies)s)" if ctx.request.companies else ""
+    query = MOVES_LINES_SQL.format(line_cond=line_cond, move_filter=ctx.company_filter("f"))
+    totals: dict[str, int] = {"unbalanced": 0, "lineless": 0, "drifted": 0}
+    samples: dict[str, list[dict]] = {"unbalanced": [], "lineless": []}
+    for r in _rows(conn, query, params):
+        kind = r["kind"]
+        totals[kind] = int(r["total"] or 0)
+        if kind == "unbalanced":
+            samples[kind].append({k: r[k] for k in ("move_id", "name", "journal_id", "imbalance")})
+        elif kind == "lineless":
+            samples[kind].append(
+                {"move_id": r["move_id"], "name": r["name"], "journal_id": r["journal_id"],
+                 "problem": "posted move without lines"}
+            )  # fmt: skip
+    unbalanced, lineless = totals["unbalanced"], totals["lineless"]
     detail = (
         f"{unbalanced} posted moves whose lines do not sum to zero at the company currency's "
         f"precision, {lineless} posted moves without lines"
     )
-    found = unbalanced + lineless
-    return result("ledger.unbalanced_moves", found, (samples + more)[: params["limit"]], detail,
-                  started)  # fmt: skip
+    out = [
+        result("ledger.unbalanced_moves", unbalanced + lineless,
+               (samples["unbalanced"] + samples["lineless"])[:limit], detail, started)
+    ]  # fmt: skip
+    drifted, orphans = totals["drifted"], []
+    if drifted:  # the lines themselves, named with their reason (only when there are any)
+        drifted, orphans = _found(
+            _rows(conn, ORPHAN_SQL.format(line_filter=ctx.company_filter("l")), params)
+        )
+    detail = (
+        f"{drifted} lines whose move is missing or whose stored copy of the move's state, "
+        "journal, company, date or number differs from the move"
+    )
+    out.append(result("ledger.orphan_lines", drifted, orphans, detail, started))
+    return out
 
 
 def trial_balance_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
@@ -179,21 +215,6 @@ def trial_balance_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
         "(or whose balances disagree with debit minus credit)"
     )
     return result("ledger.trial_balance", len(samples), samples, detail, started)
-
-
-def orphan_lines_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
-    """ledger.orphan_lines: lines without their move, or out of step with it."""
-    started = time.monotonic()
-    conn.execute(f"SET work_mem = '{WORK_MEM}'")
-    params = {**ctx.params, "limit": ctx.request.sample_limit}
-    found, samples = _found(
-        _rows(conn, ORPHAN_SQL.format(line_filter=ctx.company_filter("l")), params)
-    )
-    detail = (
-        f"{found} lines whose move is missing or whose stored copy of the move's state, "
-        "journal, company, date or number differs from the move"
-    )
-    return result("ledger.orphan_lines", found, samples, detail, started)
 
 
 # --------------------------------------------------------------------------- numbering

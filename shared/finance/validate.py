@@ -33,8 +33,7 @@ Task = Callable[[Context, psycopg.Connection], CheckResult | list[CheckResult]]
 # Longest first, so the pool starts the tasks that bound the run time right away.
 TASKS: list[tuple[tuple[str, ...], Task]] = [
     (("hash_chain.broken",), hashcheck.hash_chain_check),
-    (("ledger.unbalanced_moves",), checks.unbalanced_check),
-    (("ledger.orphan_lines",), checks.orphan_lines_check),
+    (("ledger.unbalanced_moves", "ledger.orphan_lines"), checks.ledger_checks),
     (("reconcile.inconsistent",), checks.reconcile_check),
     (("recovery_point.after",), checks.recovery_point_check),
     (("sequence.duplicates", "sequence.gaps"), checks.sequence_checks),
