@@ -20,12 +20,13 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsE
 from azure.storage.blob import BlobServiceClient
 from pydantic import BaseModel, Field, ValidationError
 
+from shared.stores import storage_options
+
 log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 CONTAINER = "audit"
 MAX_APPEND_ATTEMPTS = 50
-CLIENT_OPTIONS = {"connection_timeout": 5, "read_timeout": 20, "retry_total": 3}
 
 
 class AuditError(RuntimeError):
@@ -92,7 +93,7 @@ class AuditWriter:
 
     def __init__(self, storage: str | BlobServiceClient, *, container: str = CONTAINER):
         if isinstance(storage, str):
-            storage = BlobServiceClient.from_connection_string(storage, **CLIENT_OPTIONS)
+            storage = BlobServiceClient.from_connection_string(storage, **storage_options(storage))
         self._container = storage.get_container_client(container)
         self._container_ready = False
         self._tails: dict[str, _Tail] = {}

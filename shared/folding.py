@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -24,14 +24,23 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables import UpdateMode
 from pydantic import BaseModel, Field
 
 from shared.classification import correlation_key, scenario_family
 from shared.config import DrConfig
 from shared.gates import GateRegistry
 from shared.models import MonitorCondition, ScenarioFamily, Signal, SignalKind
-from shared.stores import StoreError, Stores, _calling, _digest, _Table
+from shared.stores import (
+    MAX_TRANSACTION,
+    DedupeResult,
+    IncidentSlot,
+    StoreError,
+    Stores,
+    _calling,
+    _digest,
+    _Table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +53,6 @@ INFORMATIONAL_SEVERITY = 4
 DOORBELL_EVENT = "doorbell"
 MAX_COUNTER_ATTEMPTS = 50
 KIND_PREFIX = "kind_"
-# Table storage takes at most 100 operations in one transaction.
-MAX_TRANSACTION = 100
 # Increments of one counters row summed into one conditional write.
 MAX_COUNTER_BATCH = 500
 # Counter rows whose last written state a process keeps (one per incident, one per doorbell).
@@ -113,19 +120,29 @@ class Counters:
 
     def add_many(self, partition: str, row: str, by: dict[str, int]) -> dict[str, int]:
         """Add to several fields of one row; returns their new values (after this increment)."""
-        return self._writes.submit((partition, row), dict(by))
+        return self.add_each(partition, row, [by])[0]
 
-    def _raise_batch(self, target: tuple[str, str], increments: list[dict[str, int]]):
+    def add_each(
+        self, partition: str, row: str, increments: list[dict[str, int]]
+    ) -> list[dict[str, int]]:
+        """Several increments of one row, in order; the values right after each of them."""
+        return self._writes.submit((partition, row), [dict(by) for by in increments])
+
+    def _raise_batch(self, target: tuple[str, str], groups: list[list[dict[str, int]]]):
         total: dict[str, int] = {}
-        for by in increments:
-            for f, n in by.items():
-                total[f] = total.get(f, 0) + n
+        for group in groups:
+            for by in group:
+                for f, n in by.items():
+                    total[f] = total.get(f, 0) + n
         running = self._raise(*target, total)
         results = []
-        for by in increments:
-            for f, n in by.items():
-                running[f] = running.get(f, 0) + n
-            results.append({f: running[f] for f in by})
+        for group in groups:
+            values = []
+            for by in group:
+                for f, n in by.items():
+                    running[f] = running.get(f, 0) + n
+                values.append({f: running[f] for f in by})
+            results.append(values)
         return results
 
     def _raise(self, partition: str, row: str, by: dict[str, int]) -> dict[str, int]:
@@ -189,21 +206,6 @@ class SignalLog:
     def __init__(self, table: _Table, counters: Counters):
         self.table = table
         self.counters = counters
-        self._inserts = Coalescer(self._insert_rows, max_batch=MAX_TRANSACTION)
-
-    def _insert_rows(self, incident_id: str, rows: list[dict]) -> list[bool]:
-        """Insert one incident's signal rows in one transaction; one by one if any exists.
-
-        A transaction is all or nothing, so a row that exists (a duplicate delivery) fails
-        the lot; then each row is inserted alone to find out which ones are new.
-        """
-        if len(rows) > 1 and len({r["RowKey"] for r in rows}) == len(rows):
-            try:
-                self.table.client.submit_transaction([("create", r) for r in rows])
-                return [True] * len(rows)
-            except (TableTransactionError, HttpResponseError) as exc:
-                log.debug("signal rows of %s one by one: %s", incident_id, exc)
-        return [self.table.insert(r) for r in rows]
 
     @staticmethod
     def _row_key(signal: Signal) -> str:
@@ -228,28 +230,50 @@ class SignalLog:
         so a retried or concurrent delivery of one signal is counted once. ``raw`` is kept in
         the row when it is at most ``INLINE_RAW_BYTES``.
         """
-        stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        row = {
-            "PartitionKey": incident_id,
-            "RowKey": self._row_key(signal),
-            "at": stamp,
-            "body": signal.model_dump_json(),
-        }
-        if raw is not None and len(raw) <= INLINE_RAW_BYTES:
-            row["raw"] = bytes(raw)
-        stored = self._inserts.submit(incident_id, row)
-        if not stored:
-            return None
-        # The shape (kind, component, condition) is counted in the same row as the totals, so
-        # "a new kind of signal" is the shape's count reaching one: no extra round trip.
-        shape = f"{signal.kind.value}|{signal.component or ''}|{signal.condition.value}"
-        shape_field = f"{SHAPE_PREFIX}{_digest(shape, 24)}"
-        state = "resolved" if signal.condition == MonitorCondition.RESOLVED else "firing"
-        kind = f"{KIND_PREFIX}{signal.kind.value.replace('-', '_')}"
-        counts = self.counters.add_many(
-            incident_id, "counts", {"total": 1, state: 1, kind: 1, shape_field: 1}
+        return self.add_many(incident_id, [(signal, now, raw)])[0]
+
+    def add_many(
+        self, incident_id: str, entries: list[tuple[Signal, datetime, bytes | None]]
+    ) -> list[tuple[bool, int] | None]:
+        """``add`` for each (signal, time, raw): one transaction of rows, one counters write."""
+        rows = []
+        for signal, now, raw in entries:
+            row = {
+                "PartitionKey": incident_id,
+                "RowKey": self._row_key(signal),
+                "at": now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ"),
+                "body": signal.model_dump_json(),
+            }
+            if raw is not None and len(raw) <= INLINE_RAW_BYTES:
+                row["raw"] = bytes(raw)
+            rows.append(row)
+        stored = self.table.insert_many(rows)
+        increments = []
+        shapes = []
+        for (signal, _, _), new in zip(entries, stored, strict=True):
+            if not new:
+                continue
+            # The shape (kind, component, condition) is counted in the same row as the totals,
+            # so "a new kind of signal" is the shape's count reaching one: no extra round trip.
+            shape = f"{signal.kind.value}|{signal.component or ''}|{signal.condition.value}"
+            shape_field = f"{SHAPE_PREFIX}{_digest(shape, 24)}"
+            state = "resolved" if signal.condition == MonitorCondition.RESOLVED else "firing"
+            kind = f"{KIND_PREFIX}{signal.kind.value.replace('-', '_')}"
+            increments.append({"total": 1, state: 1, kind: 1, shape_field: 1})
+            shapes.append(shape_field)
+        counted = iter(
+            zip(self.counters.add_each(incident_id, "counts", increments), shapes, strict=True)
+            if increments
+            else ()
         )
-        return counts[shape_field] == 1, counts["total"]
+        results: list[tuple[bool, int] | None] = []
+        for new in stored:
+            if not new:
+                results.append(None)
+                continue
+            counts, shape_field = next(counted)
+            results.append((counts[shape_field] == 1, counts["total"]))
+        return results
 
     def signals(self, incident_id: str) -> list[Signal]:
         rows = [r for r in self.table.partition(incident_id) if r["RowKey"].startswith("s.")]
@@ -289,16 +313,20 @@ class IncidentStores:
     def __init__(self, stores: Stores, *, prefix: str = "dr"):
         from azure.data.tables import TableServiceClient
 
-        from shared.stores import CLIENT_OPTIONS
+        from shared.stores import storage_options
 
         self.stores = stores
         service = TableServiceClient.from_connection_string(
-            stores.connection_string, **CLIENT_OPTIONS
+            stores.connection_string, **storage_options(stores.connection_string)
         )
         counters = Counters(_Table(service, f"{prefix}counters"))
         self.signal_log = SignalLog(_Table(service, f"{prefix}incidentsignals"), counters)
         self.doorbells = Doorbells(counters)
         self.gates = GateRegistry(_Table(service, f"{prefix}gates"))
+        # Signals of one correlation key queued while a batch of them is folded.
+        self.folds = Coalescer(
+            lambda key, items: _fold_batch(self, key, items), max_batch=MAX_TRANSACTION
+        )
 
     @classmethod
     def from_settings(cls, env: dict[str, str] | None = None, *, prefix: str = "dr"):
@@ -313,6 +341,21 @@ def _informational(signal: Signal) -> str | None:
     return None
 
 
+# Records what became of folded signals: (signal, its answer, its raw bytes) for each.
+Recorder = Callable[[list[tuple[Signal, "Intake", bytes | None]]], None]
+
+
+class _Folding(NamedTuple):
+    """One signal waiting to be folded with the others of its correlation key."""
+
+    signal: Signal
+    declared_by: str
+    now: datetime
+    family: ScenarioFamily
+    raw: bytes | None
+    record: Recorder | None
+
+
 def fold(
     signal: Signal,
     *,
@@ -322,23 +365,37 @@ def fold(
     now: datetime | None = None,
     family: ScenarioFamily | None = None,
     raw: bytes | None = None,
+    record: Recorder | None = None,
 ) -> Intake:
     """Decide what one signal does: start an incident, join one, or nothing (and why).
 
     ``raw`` (the exact bytes received) is kept in the signal's row when it is small enough;
     the answer's ``raw_kept`` says so, and the caller keeps larger or unfolded ones as blobs.
+    Concurrent signals of one correlation key are folded together (``IncidentStores.folds``):
+    their dedupe rows in one transaction, their signal rows in another, their counts in one
+    conditional write; each gets the answer it would have had alone, in arrival order.
+    ``record``, when given, is called with what became of the signal before this returns:
+    once for the whole batch it was folded in (so their audit records can be one write).
     """
     now = now or datetime.now(UTC)
+    ignored = _ignored(signal, config)
+    if ignored is not None:
+        if record is not None:
+            record([(signal, ignored, raw)])
+        return ignored
+    family = family or scenario_family(signal)
+    key = correlation_key(signal.environment, family)
+    return stores.folds.submit(key, _Folding(signal, declared_by, now, family, raw, record))
+
+
+def _ignored(signal: Signal, config: DrConfig) -> Intake | None:
     if signal.environment is None:
         reason = (
             f"no environment in the configuration owns {signal.resource_id}"
             if signal.resource_id
             else "the signal names no resource, so no environment can be found for it"
         )
-        return Intake(
-            disposition="ignored",
-            reason=reason,
-        )
+        return Intake(disposition="ignored", reason=reason)
     try:
         config.environment(signal.environment)
     except KeyError:
@@ -349,47 +406,88 @@ def fold(
     informational = _informational(signal)
     if informational:
         return Intake(disposition="ignored", reason=informational)
+    return None
 
+
+def _fold_batch(stores: IncidentStores, key: str, items: list[_Folding]) -> list[Intake]:
+    """Fold the queued signals of one correlation key, in order (``fold`` for each)."""
     base = stores.stores
-    family = family or scenario_family(signal)
-    key = correlation_key(signal.environment, family)
-    # The dedupe row is written with the incident this process expects the signal to join,
+    # The dedupe rows are written with the incident this process expects the signals to join,
     # which saves the attach afterwards whenever that guess holds (all of a storm but its
     # first signals).
     expected = base.incidents.cached_open(key)
-    seen = base.signals.record(signal, now=now, incident_id=expected)
-    if not seen.first and seen.incident_id and stores.signal_log.stored(seen.incident_id, signal):
-        return Intake(
-            incident_id=seen.incident_id,
-            disposition="folded",
-            duplicate=True,
-            reason=(
-                f"already received at {seen.first_seen_at.isoformat()} and folded into "
-                f"{seen.incident_id}; nothing changed"
-            ),
-        )
-    if signal.condition == MonitorCondition.RESOLVED:
-        current = base.incidents.current(key)
-        if current is None or current.ended_at is not None:
-            return Intake(
-                disposition="ignored",
-                reason=f"a resolved signal with no open incident for {key}: nothing to stand down",
-                correlation_key=key,
-                family=family,
-            )
-
-    slot = base.incidents.open_or_join(
-        key,
-        environment=signal.environment,
-        family=family,
-        declared_by=declared_by,
-        first_signal=signal.dedupe_key,
-        now=now,
+    seens = base.signals.record_many(
+        [(i.signal, i.now) for i in items], incident_id=expected, partition=key
     )
+    answers: list[Intake | None] = [None] * len(items)
+    joining: dict[str, list[tuple[int, _Folding, DedupeResult, IncidentSlot]]] = {}
+    for n, (item, seen) in enumerate(zip(items, seens, strict=True)):
+        signal = item.signal
+        if (
+            not seen.first
+            and seen.incident_id
+            and stores.signal_log.stored(seen.incident_id, signal)
+        ):
+            answers[n] = Intake(
+                incident_id=seen.incident_id,
+                disposition="folded",
+                duplicate=True,
+                reason=(
+                    f"already received at {seen.first_seen_at.isoformat()} and folded into "
+                    f"{seen.incident_id}; nothing changed"
+                ),
+            )
+            continue
+        if signal.condition == MonitorCondition.RESOLVED:
+            current = base.incidents.current(key)
+            if current is None or current.ended_at is not None:
+                answers[n] = Intake(
+                    disposition="ignored",
+                    reason=(
+                        f"a resolved signal with no open incident for {key}: nothing to stand down"
+                    ),
+                    correlation_key=key,
+                    family=item.family,
+                )
+                continue
+        slot = base.incidents.open_or_join(
+            key,
+            environment=signal.environment,
+            family=item.family,
+            declared_by=item.declared_by,
+            first_signal=signal.dedupe_key,
+            now=item.now,
+        )
+        incident_id = slot.incident.incident_id
+        if not seen.first or seen.incident_id != incident_id:
+            base.signals.attach(signal.dedupe_key, incident_id, partition=key)
+        joining.setdefault(incident_id, []).append((n, item, seen, slot))
+    for incident_id, entries in joining.items():
+        added_all = stores.signal_log.add_many(
+            incident_id, [(i.signal, i.now, i.raw) for _, i, _, _ in entries]
+        )
+        for (n, item, seen, slot), added in zip(entries, added_all, strict=True):
+            answers[n] = _joined(key, item, seen, slot, added)
+    recorders: dict[int, tuple[Recorder, list]] = {}
+    for item, answer in zip(items, answers, strict=True):
+        if item.record is not None:
+            _, folded = recorders.setdefault(id(item.record), (item.record, []))
+            folded.append((item.signal, answer, item.raw))
+    for record, folded in recorders.values():
+        record(folded)
+    return answers
+
+
+def _joined(
+    key: str,
+    item: _Folding,
+    seen: DedupeResult,
+    slot: IncidentSlot,
+    added: tuple[bool, int] | None,
+) -> Intake:
+    """The answer of a signal that reached its incident's signal log."""
     incident_id = slot.incident.incident_id
-    if not seen.first or seen.incident_id != incident_id:
-        base.signals.attach(signal.dedupe_key, incident_id)
-    added = stores.signal_log.add(incident_id, signal, now, raw)
+    raw = item.raw
     raw_kept = added is not None and raw is not None and len(raw) <= INLINE_RAW_BYTES
     if added is None and not slot.started:
         return Intake(
@@ -398,7 +496,7 @@ def fold(
             duplicate=True,
             reason=f"already folded into {incident_id}; nothing changed",
             correlation_key=key,
-            family=family,
+            family=item.family,
         )
     # A delivery that lost the dedupe insert is a duplicate even when it got here first.
     duplicate = not seen.first
@@ -410,11 +508,11 @@ def fold(
             duplicate=duplicate,
             reason=f"first signal for {key}: incident {incident_id} declared",
             correlation_key=key,
-            family=family,
+            family=item.family,
             raw_kept=raw_kept,
         )
     new_kind, total = added
-    why = _why_notify(signal, new_kind, total)
+    why = _why_notify(item.signal, new_kind, total)
     return Intake(
         incident_id=incident_id,
         disposition="folded",
@@ -422,7 +520,7 @@ def fold(
         notify=why is not None,
         duplicate=duplicate,
         correlation_key=key,
-        family=family,
+        family=item.family,
         raw_kept=raw_kept,
     )
 
@@ -457,22 +555,30 @@ class DispositionBatch:
     each (action, actor, reason and the detail).
     """
 
-    def __init__(self, append: Callable[..., object], *, max_batch: int = 200):
+    # A group is what one caller records at once (a fold batch: at most MAX_TRANSACTION
+    # entries), so one record holds at most 20 x 100 entries, well under an append block.
+    def __init__(self, append: Callable[..., object], *, max_batch: int = 20):
         self._append = append
         self._writes = Coalescer(self._write, max_batch=max_batch)
 
     def record(self, trail: str, action: str, *, actor: str, reason: str, detail: dict) -> None:
         """Return once the record holding this entry is written (or raise why not)."""
         entry = {"action": action, "actor": actor, "reason": reason, "detail": detail}
-        self._writes.submit(trail, entry)
+        self.record_many(trail, [entry])
 
-    def _write(self, trail: str, batch: list[dict]) -> list[None]:
+    def record_many(self, trail: str, entries: list[dict]) -> None:
+        """Several entries (``action``, ``actor``, ``reason``, ``detail``) of one trail."""
+        if entries:
+            self._writes.submit(trail, list(entries))
+
+    def _write(self, trail: str, groups: list[list[dict]]) -> list[None]:
+        batch = [entry for group in groups for entry in group]
         if len(batch) == 1:
             one = batch[0]
             self._append(
                 trail, one["action"], actor=one["actor"], reason=one["reason"], detail=one["detail"]
             )
-            return [None]
+            return [None] * len(groups)
         tally: dict[str, int] = {}
         for entry in batch:
             tally[entry["action"]] = tally.get(entry["action"], 0) + 1
@@ -491,7 +597,7 @@ class DispositionBatch:
             },
         )
         log.debug("audit of %s: %s signals in one record", trail, len(batch))
-        return [None] * len(batch)
+        return [None] * len(groups)
 
 
 class Coalescer:

@@ -21,7 +21,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from shared import runtime
-from shared.stores import CLIENT_OPTIONS, connection_string_from_settings
+from shared.stores import connection_string_from_settings, storage_options
 
 log = logging.getLogger(__name__)
 
@@ -353,8 +353,9 @@ def render(report: dict[str, Any], fmt: str) -> str:
 
 
 def _container():
+    connection_string = connection_string_from_settings()
     service = BlobServiceClient.from_connection_string(
-        connection_string_from_settings(), **CLIENT_OPTIONS
+        connection_string, **storage_options(connection_string)
     )
     container = service.get_container_client(CONTAINER)
     try:

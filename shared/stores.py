@@ -8,11 +8,15 @@ approval is recorded once per approver and gate, and how an action token is spen
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import logging
 import os
+import re
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,10 +24,13 @@ from datetime import UTC, datetime
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
+    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
+    ServiceResponseError,
 )
+from azure.core.rest import HttpRequest
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient
 from pydantic import BaseModel
@@ -47,7 +54,44 @@ log = logging.getLogger(__name__)
 
 # Every call to storage states its limits: connect, read, and how often azure-core retries.
 CLIENT_OPTIONS = {"connection_timeout": 5, "read_timeout": 20, "retry_total": 3}
+# What a requests transport trusting the environment reads from it besides a CA bundle.
+PROXY_SETTINGS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "NETRC")
+CA_BUNDLE_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def storage_options(connection_string: str | None = None) -> dict:
+    """Keyword arguments of every storage client: ``CLIENT_OPTIONS``, environment if set.
+
+    Trusting the environment makes requests look for ``~/.netrc`` (two ``stat`` calls) and
+    re-read proxy variables on every request, a tenth of a signal's intake time in a storm.
+    Where no proxy or netrc variable is set there is nothing to find, so the clients skip the
+    lookups and take a CA bundle variable once, here; where one is set, they read it as before.
+    A bundle given as a path is checked with a ``stat`` per request, so it is passed only to
+    an account reached over HTTPS (``connection_string`` without ``http://`` endpoints).
+    """
+    options = dict(CLIENT_OPTIONS)
+    if any(os.environ.get(n) or os.environ.get(n.lower()) for n in PROXY_SETTINGS):
+        return options
+    options["use_env_settings"] = False
+    plain = connection_string is not None and _plain_http(connection_string)
+    bundle = next((os.environ[n] for n in CA_BUNDLE_SETTINGS if os.environ.get(n)), None)
+    if bundle and not plain:
+        options["connection_verify"] = bundle
+    return options
+
+
+def _plain_http(connection_string: str) -> bool:
+    """Whether every endpoint of the connection string is plain HTTP (Azurite's are)."""
+    parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p and p.strip())
+    endpoints = [v for k, v in parts.items() if k.endswith("Endpoint")]
+    if endpoints:
+        return all(v.lower().startswith("http://") for v in endpoints)
+    return parts.get("DefaultEndpointsProtocol", "https").lower() == "http"
+
+
 MAX_START_ATTEMPTS = 20
+# Table storage takes at most 100 operations in one transaction.
+MAX_TRANSACTION = 100
 # How long a process trusts what it last saw of a correlation key's open incident. Ending an
 # incident in this process forgets it at once; the window only bounds what another instance
 # of a scaled-out app can miss.
@@ -80,8 +124,83 @@ def _parse(moment: str | None) -> datetime | None:
     return datetime.fromisoformat(moment) if moment else None
 
 
+def _resent_once(send):
+    """``send()``, sent again once when the connection was dropped before an answer came.
+
+    azure-core retries a POST only when it could not connect: a pooled keep-alive connection
+    that the service closed while idle fails the insert on its first bytes instead. That
+    request was not processed, so it is sent once more on a fresh connection.
+    Limitation: if a reset ever followed a processed insert, the second one finds its row and
+    the caller hears "existed" (a folded signal is then answered duplicate, and not counted).
+    """
+    try:
+        return send()
+    except ServiceResponseError as exc:
+        text = str(exc)
+        if "Connection aborted" not in text and "reset" not in text:
+            raise
+        log.info("connection reset before an answer; sending once more: %s", exc)
+        return send()
+
+
 def _digest(text: str, length: int = 64) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+# The status line of each operation's answer inside a batch response.
+_PART_STATUS = re.compile(r"^HTTP/1\.1 (\d{3})", re.MULTILINE)
+_INT32 = range(-(2**31), 2**31)
+
+
+def _entity_json(entity: dict) -> str:
+    """An entity as the JSON body of an insert, with the OData types the service needs.
+
+    Strings, booleans, 32-bit integers and floats are plain JSON; bytes are base64
+    (``Edm.Binary``), larger integers ``Edm.Int64`` strings, datetimes ``Edm.DateTime``.
+    Anything else raises TypeError.
+    """
+    out: dict[str, object] = {}
+    for name, value in entity.items():
+        if value is None:
+            continue
+        if isinstance(value, bool | str):
+            out[name] = value
+        elif isinstance(value, int):
+            if value in _INT32:
+                out[name] = value
+            else:
+                out[name], out[f"{name}@odata.type"] = str(value), "Edm.Int64"
+        elif isinstance(value, float):
+            out[name], out[f"{name}@odata.type"] = value, "Edm.Double"
+        elif isinstance(value, bytes | bytearray):
+            out[name] = base64.b64encode(bytes(value)).decode("ascii")
+            out[f"{name}@odata.type"] = "Edm.Binary"
+        elif isinstance(value, datetime):
+            stamp = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            out[name], out[f"{name}@odata.type"] = stamp, "Edm.DateTime"
+        else:
+            raise TypeError(f"property {name!r} of type {type(value).__name__}")
+    return json.dumps(out, separators=(",", ":"))
+
+
+def _batch_of_creates(table_url: str, rows: list[dict]) -> tuple[bytes, str]:
+    """The multipart body of one entity group transaction inserting ``rows``."""
+    batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
+    parts = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
+    for row in rows:
+        parts.append(
+            f"--{changeset}\r\n"
+            "Content-Type: application/http\r\n"
+            "Content-Transfer-Encoding: binary\r\n\r\n"
+            f"POST {table_url} HTTP/1.1\r\n"
+            "Content-Type: application/json\r\n"
+            "Accept: application/json;odata=nometadata\r\n"
+            "Prefer: return-no-content\r\n"
+            "DataServiceVersion: 3.0\r\n\r\n"
+            f"{_entity_json(row)}\r\n"
+        )
+    parts.append(f"--{changeset}--\r\n--{batch}--\r\n")
+    return "".join(parts).encode("utf-8"), batch
 
 
 def connection_string_from_settings(env: dict[str, str] | None = None) -> str:
@@ -116,10 +235,97 @@ class _Table:
         """Insert if absent: True when this call created the row, False when it existed."""
         try:
             with _calling(f"insert into {self.name}"):
-                self.client.create_entity(entity)
+                _resent_once(lambda: self.client.create_entity(entity))
             return True
         except ResourceExistsError:
             return False
+
+    def insert_many(self, entities: list[dict]) -> list[bool]:
+        """``insert`` for each entity; those of one partition in one transaction if they can.
+
+        A transaction fails whole when one row exists or two share a key; then each row is
+        inserted alone, which says which ones were new.
+        """
+        created: list[bool | None] = [None] * len(entities)
+        groups: dict[str, list[int]] = {}
+        repeats: list[int] = []
+        seen: set[tuple[str, str]] = set()
+        for i, e in enumerate(entities):
+            key = (e["PartitionKey"], e["RowKey"])
+            if key in seen:
+                repeats.append(i)  # after the first of its key: it finds that one there
+                continue
+            seen.add(key)
+            groups.setdefault(e["PartitionKey"], []).append(i)
+        for indexes in groups.values():
+            for start in range(0, len(indexes), MAX_TRANSACTION):
+                chunk = indexes[start : start + MAX_TRANSACTION]
+                if len(chunk) > 1 and self._create_together([entities[i] for i in chunk]):
+                    for i in chunk:
+                        created[i] = True
+                    continue
+                for i in chunk:
+                    created[i] = self.insert(entities[i])
+        for i in repeats:
+            created[i] = self.insert(entities[i])
+        return [bool(c) for c in created]
+
+    def _create_together(self, rows: list[dict]) -> bool:
+        """Insert rows of one partition in one entity group transaction.
+
+        True when every row was created, False when one existed (nothing was written).
+        The body is the service's multipart batch format, written here and sent through the
+        table client's own pipeline (its authentication, retries and timeouts): the SDK's
+        ``submit_transaction`` builds and parses it with the ``email`` package, which costs
+        about as much CPU per row as inserting the row alone.
+        """
+        client = self.client
+        try:
+            body, boundary = _batch_of_creates(
+                f"{client.scheme}://{client._primary_hostname}/{client.table_name}", rows
+            )
+        except TypeError:  # a property type the encoder does not write: the SDK's way
+            return self._create_with_sdk(rows)
+        request = HttpRequest(
+            "POST",
+            f"{client.scheme}://{client._primary_hostname}/$batch",
+            headers={
+                "x-ms-version": client.api_version,
+                "DataServiceVersion": "3.0",
+                "MaxDataServiceVersion": "3.0;NetFx",
+                "Content-Type": f"multipart/mixed; boundary={boundary}",
+                "Accept": "application/json",
+            },
+            content=body,
+        )
+        with _calling(f"insert {len(rows)} rows into {self.name}"):
+            response = _resent_once(lambda: client._client.send_request(request, stream=True))
+            text = response.read().decode("utf-8", "replace")
+        if response.status_code != 202:
+            raise StoreError(
+                f"insert {len(rows)} rows into {self.name}: HTTP {response.status_code}: "
+                f"{text[:300]}"
+            )
+        statuses = [int(code) for code in _PART_STATUS.findall(text)]
+        if statuses and all(200 <= c < 300 for c in statuses) and len(statuses) == len(rows):
+            return True
+        if 409 in statuses:
+            return False
+        raise StoreError(
+            f"insert {len(rows)} rows into {self.name}: the transaction answered "
+            f"{statuses or 'no parts'}: {text[-300:]}"
+        )
+
+    def _create_with_sdk(self, rows: list[dict]) -> bool:
+        try:
+            with _calling(f"insert {len(rows)} rows into {self.name}"):
+                self.client.submit_transaction([("create", r) for r in rows])
+            return True
+        except StoreError as exc:
+            if isinstance(exc.__cause__, HttpResponseError):
+                log.debug("rows of %s one by one: %s", self.name, exc)
+                return False
+            raise
 
     def get(self, partition: str, row: str) -> dict | None:
         try:
@@ -168,18 +374,27 @@ class SignalDedupe:
     A duplicate whose ``incident_id`` is None was recorded but never folded (the first
     delivery died in between); intake should fold it then, which is safe because
     ``IncidentIndex.open_or_join`` is idempotent.
+
+    Intake keeps a signal's row in the partition of its correlation key (``partition``), so
+    the signals of one storm are inserted together in one transaction; without a partition a
+    row goes to one of 256 partitions by its key's digest.
     """
 
     def __init__(self, table: _Table):
         self.table = table
 
     @staticmethod
-    def _keys(dedupe_key: str) -> tuple[str, str]:
+    def _keys(dedupe_key: str, partition: str | None = None) -> tuple[str, str]:
         digest = _digest(dedupe_key)
-        return digest[:2], digest
+        return partition or digest[:2], digest
 
     def record(
-        self, signal: Signal, *, now: datetime | None = None, incident_id: str | None = None
+        self,
+        signal: Signal,
+        *,
+        now: datetime | None = None,
+        incident_id: str | None = None,
+        partition: str | None = None,
     ) -> DedupeResult:
         """Insert the signal's row; ``incident_id`` is where the caller expects it to fold.
 
@@ -187,37 +402,63 @@ class SignalDedupe:
         guess is right. A duplicate then names that incident even if the first delivery died
         before storing the signal there, so the caller must check the signal is stored.
         """
-        partition, row = self._keys(signal.dedupe_key)
-        seen = now or _now()
-        entity = {
-            "PartitionKey": partition,
-            "RowKey": row,
-            "dedupe_key": signal.dedupe_key,
-            "kind": signal.kind.value,
-            "environment": signal.environment or "",
-            "raw_sha256": signal.raw.sha256 if signal.raw else "",
-            "first_seen_at": _iso(seen),
-            "incident_id": incident_id or "",
-        }
-        if self.table.insert(entity):
-            return DedupeResult(
-                first=True,
-                dedupe_key=signal.dedupe_key,
-                incident_id=incident_id,
-                first_seen_at=seen,
-            )
-        existing = self.table.get(partition, row) or {}
-        return DedupeResult(
-            first=False,
-            dedupe_key=signal.dedupe_key,
-            incident_id=existing.get("incident_id") or None,
-            first_seen_at=_parse(existing.get("first_seen_at")) or seen,
-        )
+        return self.record_many([(signal, now or _now())], incident_id, partition)[0]
 
-    def attach(self, dedupe_key: str, incident_id: str) -> None:
+    def record_many(
+        self,
+        signals: list[tuple[Signal, datetime]],
+        incident_id: str | None = None,
+        partition: str | None = None,
+    ) -> list[DedupeResult]:
+        """``record`` for each (signal, time seen), rows of one partition in one transaction.
+
+        A transaction is all or nothing, so a row that exists (a repeated delivery) or two
+        deliveries of one signal in the batch fail the lot; then each row is inserted alone
+        and the rows that existed are read back.
+        """
+        rows = []
+        for signal, seen in signals:
+            part, row = self._keys(signal.dedupe_key, partition)
+            rows.append(
+                {
+                    "PartitionKey": part,
+                    "RowKey": row,
+                    "dedupe_key": signal.dedupe_key,
+                    "kind": signal.kind.value,
+                    "environment": signal.environment or "",
+                    "raw_sha256": signal.raw.sha256 if signal.raw else "",
+                    "first_seen_at": _iso(seen),
+                    "incident_id": incident_id or "",
+                }
+            )
+        created = self.table.insert_many(rows)
+        results = []
+        for (signal, seen), row, first in zip(signals, rows, created, strict=True):
+            if first:
+                results.append(
+                    DedupeResult(
+                        first=True,
+                        dedupe_key=signal.dedupe_key,
+                        incident_id=incident_id,
+                        first_seen_at=seen,
+                    )
+                )
+                continue
+            existing = self.table.get(row["PartitionKey"], row["RowKey"]) or {}
+            results.append(
+                DedupeResult(
+                    first=False,
+                    dedupe_key=signal.dedupe_key,
+                    incident_id=existing.get("incident_id") or None,
+                    first_seen_at=_parse(existing.get("first_seen_at")) or seen,
+                )
+            )
+        return results
+
+    def attach(self, dedupe_key: str, incident_id: str, partition: str | None = None) -> None:
         """Remember which incident the signal folded into (answers later duplicates)."""
-        partition, row = self._keys(dedupe_key)
-        self.table.merge({"PartitionKey": partition, "RowKey": row, "incident_id": incident_id})
+        part, row = self._keys(dedupe_key, partition)
+        self.table.merge({"PartitionKey": part, "RowKey": row, "incident_id": incident_id})
 
 
 class IncidentSlot(BaseModel):
@@ -535,8 +776,12 @@ class Stores:
         if not prefix.isalnum():
             raise ValueError(f"table prefix {prefix!r} must be letters and digits only")
         self.connection_string = connection_string
-        service = TableServiceClient.from_connection_string(connection_string, **CLIENT_OPTIONS)
-        blobs = BlobServiceClient.from_connection_string(connection_string, **CLIENT_OPTIONS)
+        service = TableServiceClient.from_connection_string(
+            connection_string, **storage_options(connection_string)
+        )
+        blobs = BlobServiceClient.from_connection_string(
+            connection_string, **storage_options(connection_string)
+        )
         self.signals = SignalDedupe(_Table(service, f"{prefix}signals"))
         self.incidents = IncidentIndex(_Table(service, f"{prefix}incidents"))
         self.evidence = EvidenceStore(_Table(service, f"{prefix}evidence"))

@@ -14,7 +14,7 @@ from azure.data.tables import TableServiceClient
 from pydantic import BaseModel
 
 from shared.recovery import EarlierObservation
-from shared.stores import CLIENT_OPTIONS, _Table, connection_string_from_settings
+from shared.stores import _Table, connection_string_from_settings, storage_options
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,9 @@ class ObservationStore:
     """One row per environment: the latest observation of a primary that answered."""
 
     def __init__(self, connection_string: str, *, prefix: str = "dr"):
-        service = TableServiceClient.from_connection_string(connection_string, **CLIENT_OPTIONS)
+        service = TableServiceClient.from_connection_string(
+            connection_string, **storage_options(connection_string)
+        )
         self.table = _Table(service, f"{prefix}watch")
 
     @classmethod

@@ -24,7 +24,7 @@ from triggers._http import (
     error,
     in_thread,
 )
-from triggers.intake import intake_answer, record_disposition, start_or_ring
+from triggers.intake import intake_answer, record_dispositions, start_or_ring
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +81,14 @@ async def declare_incident(req: func.HttpRequest, client: df.DurableOrchestratio
 
 
 def _fold_declaration(signal, subject: str, family):
-    intake = fold(
+    return fold(
         signal,
         config=runtime.config(),
         stores=runtime.stores(),
         declared_by=subject,
         family=family,
+        record=record_dispositions,
     )
-    record_disposition(signal, intake, None)
-    return intake
 
 
 async def _statuses(client: df.DurableOrchestrationClient, incident_id: str):

@@ -8,6 +8,7 @@ the incident index starts the orchestration. Bad input is answered 4xx and start
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ import azure.functions as func
 
 from shared import runtime
 from shared.config import ConfigError
-from shared.folding import DispositionBatch, Intake, doorbell_event, fold
+from shared.folding import INLINE_RAW_BYTES, DispositionBatch, Intake, doorbell_event, fold
 from shared.incident import IncidentStart
 from shared.models import Signal
 from shared.signals import MAX_ALERT_BYTES, SignalError, parse_alert, parse_event
@@ -35,26 +36,22 @@ INTAKE_TRAIL = "intake"
 RESCUE_AFTER = timedelta(seconds=30)
 
 
-def record_disposition(signal: Signal, intake: Intake, raw: bytes | None) -> None:
-    """Keep the raw payload and append the disposition to the incident's (or intake's) trail.
+def record_dispositions(folded: list[tuple[Signal, Intake, bytes | None]]) -> None:
+    """Keep the raw payloads and append the dispositions of signals answered together.
+
+    Each disposition goes to its incident's trail, or the day's intake trail when it joined
+    none; the entries of one trail are one audit write.
 
     A small payload of a folded signal is already in the signal's row (``intake.raw_kept``);
-    the others are saved as blobs under their ``RawRef``.
+    a small payload of a signal that joined no incident goes into its disposition entry (the
+    exact bytes as text when they are UTF-8, else base64); larger ones are saved as blobs
+    under their ``RawRef``.
     """
     stores = runtime.stores()
-    keep_blob = not intake.duplicate and not intake.raw_kept
-    if raw is not None and signal.raw is not None and keep_blob:
-        try:
-            stores.stores.raw.save(signal.raw, raw)
-        except Exception as exc:  # the payload copy is evidence, not a reason to drop the signal
-            log.warning("raw payload of %s not kept: %s", signal.dedupe_key, exc)
-    trail = intake.incident_id or f"{INTAKE_TRAIL}.{datetime.now(UTC):%Y%m%d}"
-    _DISPOSITIONS.record(
-        trail,
-        f"signal.{intake.disposition}",
-        actor=signal.rule_name or signal.source.value,
-        reason=intake.reason,
-        detail={
+    day = f"{INTAKE_TRAIL}.{datetime.now(UTC):%Y%m%d}"
+    by_trail: dict[str, list[dict]] = {}
+    for signal, intake, raw in folded:
+        detail = {
             "dedupe_key": signal.dedupe_key,
             "kind": signal.kind.value,
             "condition": signal.condition.value,
@@ -62,8 +59,29 @@ def record_disposition(signal: Signal, intake: Intake, raw: bytes | None) -> Non
             "severity": signal.severity,
             "duplicate": intake.duplicate,
             "raw_sha256": signal.raw.sha256 if signal.raw else None,
-        },
-    )
+        }
+        needed = raw is not None and signal.raw is not None
+        needed = needed and not intake.duplicate and not intake.raw_kept
+        if needed and intake.incident_id is None and len(raw) <= INLINE_RAW_BYTES:
+            try:
+                detail["raw"] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                detail["raw_base64"] = base64.b64encode(raw).decode("ascii")
+        elif needed:
+            try:
+                stores.stores.raw.save(signal.raw, raw)
+            except Exception as exc:  # the payload copy is evidence, not a reason to drop it
+                log.warning("raw payload of %s not kept: %s", signal.dedupe_key, exc)
+        by_trail.setdefault(intake.incident_id or day, []).append(
+            {
+                "action": f"signal.{intake.disposition}",
+                "actor": signal.rule_name or signal.source.value,
+                "reason": intake.reason,
+                "detail": detail,
+            }
+        )
+    for trail, entries in by_trail.items():
+        _DISPOSITIONS.record_many(trail, entries)
 
 
 def _audit_append(*args: Any, **kwargs: Any) -> object:
@@ -75,11 +93,14 @@ _DISPOSITIONS = DispositionBatch(_audit_append)
 
 
 def fold_and_record(signal: Signal, raw: bytes | None, declared_by: str = "system") -> Intake:
-    intake = fold(
-        signal, config=runtime.config(), stores=runtime.stores(), declared_by=declared_by, raw=raw
+    return fold(
+        signal,
+        config=runtime.config(),
+        stores=runtime.stores(),
+        declared_by=declared_by,
+        raw=raw,
+        record=record_dispositions,
     )
-    record_disposition(signal, intake, raw)
-    return intake
 
 
 def incident_start(signal: Signal, intake: Intake, **extra: Any) -> dict:

@@ -57,8 +57,14 @@ def test_a_retry_of_a_delivery_that_died_after_its_dedupe_row_is_folded(stores):
     config = load_config(WORKLOADS)
     started = fold(_signal(0), config=config, stores=stores)
     lost = _signal(7)
-    # The first delivery wrote its dedupe row naming the incident, then died.
-    stores.stores.signals.record(lost, now=datetime.now(UTC), incident_id=started.incident_id)
+    # The first delivery wrote its dedupe row (in its correlation key's partition) naming the
+    # incident, then died.
+    stores.stores.signals.record(
+        lost,
+        now=datetime.now(UTC),
+        incident_id=started.incident_id,
+        partition=started.correlation_key,
+    )
     retry = fold(lost, config=config, stores=stores)
     assert retry.disposition == "folded" and retry.incident_id == started.incident_id
     assert retry.duplicate, "the retry is still a repeated delivery"
@@ -82,3 +88,31 @@ def test_a_small_raw_payload_is_kept_in_the_signal_row_and_a_large_one_is_not(st
     assert stores.signal_log.raw(started.incident_id, _signal(1)) is None
     repeat = fold(_signal(0), config=config, stores=stores, raw=small)
     assert repeat.duplicate and not repeat.raw_kept
+
+
+def test_concurrent_signals_of_one_key_fold_together_and_each_gets_its_own_answer(stores):
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = load_config(WORKLOADS)
+    transactions = []
+    table = stores.stores.signals.table
+    together = table._create_together
+
+    def counting(rows):
+        transactions.append(len(rows))
+        return together(rows)
+
+    table._create_together = counting
+    # 30 distinct signals and a second delivery of ten of them, all at once.
+    deliveries = [_signal(n) for n in range(30)] + [_signal(n) for n in range(0, 30, 3)]
+    with ThreadPoolExecutor(max_workers=len(deliveries)) as pool:
+        answers = list(pool.map(lambda s: fold(s, config=config, stores=stores), deliveries))
+    started = [a for a in answers if a.disposition == "started"]
+    assert len(started) == 1
+    incident = started[0].incident_id
+    assert {a.incident_id for a in answers} == {incident}
+    assert sum(a.duplicate for a in answers) == 10
+    assert stores.signal_log.counts(incident).total == 30
+    stored = stores.signal_log.signals(incident)
+    assert sorted(s.dedupe_key for s in stored) == sorted(s.dedupe_key for s in deliveries[:30])
+    assert any(n > 1 for n in transactions), "no two dedupe rows were inserted together"

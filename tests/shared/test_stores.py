@@ -205,3 +205,50 @@ def test_unreachable_storage_is_a_store_error():
     broken = Stores(connection_string(port, port), prefix="unreach")
     with pytest.raises(StoreError, match="failed"):
         broken.signals.record(signal("x"))
+
+
+def test_rows_inserted_together_read_back_with_their_types(stores):
+    table = stores.signals.table
+    stamp = datetime(2026, 11, 30, 22, 7, 1, 250000, tzinfo=UTC)
+    rows = [
+        {
+            "PartitionKey": "together",
+            "RowKey": f"r{n}",
+            "text": f"line {n}: quotes \" and \\ and é",
+            "raw": bytes([0, 1, 2, 255]) * (n + 1),
+            "small": n,
+            "large": 2**40 + n,
+            "ratio": 0.5 + n,
+            "flag": n % 2 == 0,
+            "at": stamp,
+        }
+        for n in range(3)
+    ]
+    assert table.insert_many(rows) == [True, True, True]
+    for n in range(3):
+        back = table.get("together", f"r{n}")
+        assert back["text"] == rows[n]["text"]
+        assert bytes(back["raw"]) == rows[n]["raw"]
+        assert back["small"] == n and back["large"].value == 2**40 + n
+        assert back["ratio"] == 0.5 + n and back["flag"] is (n % 2 == 0)
+        assert back["at"] == stamp
+
+
+def test_rows_inserted_together_say_which_existed(stores):
+    table = stores.signals.table
+    assert table.insert({"PartitionKey": "p", "RowKey": "b", "v": "first"})
+    rows = [{"PartitionKey": "p", "RowKey": k, "v": "second"} for k in ("a", "b", "c")]
+    rows.append({"PartitionKey": "q", "RowKey": "a", "v": "other partition"})
+    assert table.insert_many(rows) == [True, False, True, True]
+    assert table.get("p", "b")["v"] == "first", "an existing row is never overwritten"
+    assert table.get("q", "a")["v"] == "other partition"
+    # Two rows with one key in one call: the first is created, the second existed.
+    twice = [{"PartitionKey": "p", "RowKey": "d", "v": str(n)} for n in range(2)]
+    assert table.insert_many(twice) == [True, False]
+
+
+def test_a_transaction_the_service_refuses_names_the_table(stores):
+    table = stores.signals.table
+    too_big = [{"PartitionKey": "p", "RowKey": f"x{n}", "v": "y" * 40000} for n in range(2)]
+    with pytest.raises(StoreError, match=table.name):
+        table.insert_many(too_big)
