@@ -219,21 +219,26 @@ def trial_balance_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
 
 # --------------------------------------------------------------------------- numbering
 
-DUPLICATES_SQL = limited(
-    """
-SELECT d.journal_id, j.code AS journal, d.name,
-       (SELECT array_agg(x ORDER BY x) FROM unnest(d.move_ids) x) AS move_ids
-FROM (
-    SELECT m.journal_id, m.name COLLATE "C" AS name, array_agg(m.id) AS move_ids
+# The names held twice are found by a hash aggregate that only counts (no sort of every move,
+# no array per name); the moves holding each are looked up for the samples only, by the unique
+# index where Odoo has one.
+DUPLICATES_SQL = """
+WITH found AS MATERIALIZED (
+    SELECT m.journal_id, m.name COLLATE "C" AS name
     FROM account_move m
     WHERE m.state = 'posted' AND m.name IS NOT NULL AND m.name <> '/' {move_filter}
     GROUP BY m.journal_id, m.name COLLATE "C"
     HAVING count(*) > 1
-) d
-JOIN account_journal j ON j.id = d.journal_id
-""",
-    "journal_id, name",
 )
+SELECT d.journal_id, j.code AS journal, d.name,
+       (SELECT array_agg(m.id ORDER BY m.id) FROM account_move m
+        WHERE m.name = d.name COLLATE "default" AND m.journal_id = d.journal_id
+          AND m.state = 'posted' {move_filter}) AS move_ids,
+       (SELECT count(*) FROM found) AS total
+FROM (SELECT * FROM found ORDER BY journal_id, name LIMIT %(limit)s) d
+JOIN account_journal j ON j.id = d.journal_id
+ORDER BY d.journal_id, d.name
+"""
 
 GAPS_SQL = """
 WITH issued AS (
