@@ -166,6 +166,8 @@ def evaluate(policy: GatePolicyView, decisions: list[ApprovalDecision]) -> Verdi
     for decision in decisions:
         if decision.gate.value != policy.gate or decision.decided_at < policy.opened_at:
             continue
+        if decision.gate_instance not in (None, policy.instance_id):
+            continue  # decided at another opening of this gate
         why = refusal(policy, decision.approver)
         if why:
             refused.append(why)

@@ -265,6 +265,11 @@ class ApprovalDecision(BaseModel):
     comment: str = ""
     decided_at: datetime
     via: str = Field(default="http", description="http or card")
+    gate_instance: str | None = Field(
+        default=None,
+        description="the orchestration instance of the gate opening decided (a gate that "
+        "opens again takes new decisions)",
+    )
 
 
 class IncidentSummary(BaseModel):

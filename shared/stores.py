@@ -674,21 +674,23 @@ class RecordedApproval(BaseModel):
 
 
 class ApprovalStore:
-    """Approvals recorded before their event is raised, once per approver and gate.
+    """Approvals recorded before their event is raised, once per approver and gate opening.
 
-    The first decision of an approver at a gate stands: a repeated request (a retry, a
-    double click on a card) returns it unchanged with ``created`` False.
+    The first decision of an approver at an opening of a gate stands: a repeated request (a
+    retry, a double click on a card) returns it unchanged with ``created`` False. A gate that
+    opens again (another orchestration instance) takes a new decision from the same person.
     """
 
     def __init__(self, table: _Table):
         self.table = table
 
     @staticmethod
-    def _row(gate: Gate, subject: str) -> str:
-        return f"{Gate(gate).value}.{_digest(subject, 40)}"
+    def _row(gate: Gate, subject: str, instance: str | None = None) -> str:
+        opening = f"{_digest(instance, 16)}." if instance else ""
+        return f"{Gate(gate).value}.{opening}{_digest(subject, 40)}"
 
     def record(self, decision: ApprovalDecision) -> RecordedApproval:
-        row = self._row(decision.gate, decision.approver.subject)
+        row = self._row(decision.gate, decision.approver.subject, decision.gate_instance)
         created = self.table.insert(
             {
                 "PartitionKey": decision.incident_id,
@@ -711,8 +713,14 @@ class ApprovalStore:
             decisions = [d for d in decisions if d.gate == Gate(gate)]
         return sorted(decisions, key=lambda d: d.decided_at)
 
-    def get(self, incident_id: str, gate: Gate, approver: Principal) -> ApprovalDecision | None:
-        entity = self.table.get(incident_id, self._row(gate, approver.subject))
+    def get(
+        self,
+        incident_id: str,
+        gate: Gate,
+        approver: Principal,
+        instance: str | None = None,
+    ) -> ApprovalDecision | None:
+        entity = self.table.get(incident_id, self._row(gate, approver.subject, instance))
         return ApprovalDecision.model_validate_json(entity["body"]) if entity else None
 
 

@@ -81,13 +81,15 @@ def decide(incident_id: str, principal: Principal, body: DecisionBody, via: str)
         (
             d
             for d in stores.stores.approvals.list(incident_id, body.gate)
-            if d.decided_at >= gate.policy.opened_at and same_person(d.approver, principal)
+            if d.decided_at >= gate.policy.opened_at
+            and d.gate_instance in (None, gate.policy.instance_id)
+            and same_person(d.approver, principal)
         ),
         None,
     )
     if earlier is not None:
         # The same person decided this gate already (perhaps by the other route): it stands.
-        return _decided(incident_id, body, gate, earlier, created=False, stores=stores)
+        return _repeated(incident_id, body, gate, earlier, stores=stores)
     recorded = stores.stores.approvals.record(
         ApprovalDecision(
             incident_id=incident_id,
@@ -97,19 +99,37 @@ def decide(incident_id: str, principal: Principal, body: DecisionBody, via: str)
             comment=body.comment,
             decided_at=datetime.now(UTC),
             via=via,
+            gate_instance=gate.policy.instance_id,
         )
     )
-    if recorded.created:
-        runtime.audit().append(
-            incident_id,
-            f"approval.{body.decision.value}",
-            actor=principal.name,
-            reason=body.comment or f"{body.decision.value} at the '{body.gate.value}' gate",
-            detail={"gate": body.gate.value, "subject": principal.subject, "via": via},
-        )
-    return _decided(
-        incident_id, body, gate, recorded.decision, created=recorded.created, stores=stores
+    if not recorded.created:
+        return _repeated(incident_id, body, gate, recorded.decision, stores=stores)
+    runtime.audit().append(
+        incident_id,
+        f"approval.{body.decision.value}",
+        actor=principal.name,
+        reason=body.comment or f"{body.decision.value} at the '{body.gate.value}' gate",
+        detail={"gate": body.gate.value, "subject": principal.subject, "via": via},
     )
+    return _decided(incident_id, body, gate, recorded.decision, created=True, stores=stores)
+
+
+def _repeated(incident_id: str, body, gate, earlier: ApprovalDecision, *, stores) -> dict:
+    """A second decision of one person at one opening of a gate: the first one stands.
+
+    The same decision again (a retry, a double click) is answered as the first was; another
+    decision is refused with 409, so nobody takes a changed mind for a recorded one.
+    """
+    if earlier.decision != body.decision:
+        return {
+            "status": 409,
+            "error": (
+                f"{earlier.approver.name} already decided '{earlier.decision.value}' at the "
+                f"'{body.gate.value}' gate of {incident_id} at {earlier.decided_at.isoformat()}; "
+                "a decision stands once recorded"
+            ),
+        }
+    return _decided(incident_id, body, gate, earlier, created=False, stores=stores)
 
 
 def _decided(incident_id: str, body, gate, decision: ApprovalDecision, *, created: bool, stores):

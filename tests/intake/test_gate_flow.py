@@ -67,7 +67,7 @@ def test_approval_as_the_gate_opens_is_applied_exactly_once(flow_stack: Stack, t
     assert "recovery" in view["openGates"], "one of two approvals leaves the gate open"
 
 
-def test_repeated_decision_is_a_no_op(flow_stack: Stack, two_person_gate):
+def test_a_repeated_decision_is_a_no_op_and_a_changed_one_409(flow_stack, two_person_gate):
     incident_id = two_person_gate["incident_id"]
 
     again = flow_stack.decide(incident_id, "recovery", user="alice", comment="really")
@@ -75,7 +75,9 @@ def test_repeated_decision_is_a_no_op(flow_stack: Stack, two_person_gate):
 
     assert again.status_code == 202
     assert again.json()["repeated"] and not again.json()["recorded"]
-    assert changed.json()["repeated"] and changed.json()["decision"] == "approve"
+    # A changed mind is refused, not answered as if the reject had been taken.
+    assert changed.status_code == 409, changed.text
+    assert "already decided 'approve'" in changed.json()["error"]
     view = flow_stack.incident(incident_id)
     assert [a["approver"] for a in view["approvals"] if a["gate"] == "recovery"] == ["alice"]
     assert "recovery" in view["openGates"], "one person is not two approvals"

@@ -214,7 +214,7 @@ def test_rows_inserted_together_read_back_with_their_types(stores):
         {
             "PartitionKey": "together",
             "RowKey": f"r{n}",
-            "text": f"line {n}: quotes \" and \\ and é",
+            "text": f'line {n}: quotes " and \\ and é',
             "raw": bytes([0, 1, 2, 255]) * (n + 1),
             "small": n,
             "large": 2**40 + n,
@@ -252,3 +252,31 @@ def test_a_transaction_the_service_refuses_names_the_table(stores):
     too_big = [{"PartitionKey": "p", "RowKey": f"x{n}", "v": "y" * 40000} for n in range(2)]
     with pytest.raises(StoreError, match=table.name):
         table.insert_many(too_big)
+
+
+def test_a_gate_that_opens_again_takes_a_new_decision_from_the_same_person(stores):
+    alice = Principal(subject="alice-oid", name="alice", roles=["DR.Approver"])
+
+    def at(instance: str, decision: Decision, minutes: int) -> ApprovalDecision:
+        return ApprovalDecision(
+            incident_id="prod-eu.data.1",
+            gate=Gate.SIGNOFF,
+            decision=decision,
+            approver=alice,
+            decided_at=T0 + timedelta(minutes=minutes),
+            gate_instance=instance,
+        )
+
+    first = stores.approvals.record(at("inc:plan:gate:signoff:1", Decision.REJECT, 2))
+    again = stores.approvals.record(at("inc:plan:gate:signoff:2", Decision.APPROVE, 9))
+    assert first.created and again.created, "the second opening recorded alice's new decision"
+    repeat = stores.approvals.record(at("inc:plan:gate:signoff:2", Decision.REJECT, 10))
+    assert not repeat.created and repeat.decision.decision == Decision.APPROVE
+    decisions = stores.approvals.list("prod-eu.data.1", Gate.SIGNOFF)
+    assert [d.decision for d in decisions] == [Decision.REJECT, Decision.APPROVE]
+    assert (
+        stores.approvals.get(
+            "prod-eu.data.1", Gate.SIGNOFF, alice, "inc:plan:gate:signoff:1"
+        ).decision
+        == Decision.REJECT
+    )
