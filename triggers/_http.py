@@ -7,6 +7,7 @@ import contextvars
 import functools
 import json
 import logging
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -92,8 +93,24 @@ def auth_error(exc: Exception) -> func.HttpResponse:
 
 
 # Storage work waits on the network, not the CPU: asyncio's default pool (cpu count + 4
-# threads) would hold a storm of signals to a handful in flight.
-STORAGE_THREADS = 32
+# threads) would hold a storm of signals to a handful in flight. Signals of one incident wait
+# in these threads while a batch of theirs is written, so the pool bounds how many a batch
+# can hold. ``DR_STORAGE_THREADS`` changes it.
+DEFAULT_STORAGE_THREADS = 64
+
+
+def _storage_threads() -> int:
+    text = os.environ.get("DR_STORAGE_THREADS") or str(DEFAULT_STORAGE_THREADS)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1024:
+        raise ValueError(f"DR_STORAGE_THREADS must be a whole number from 1 to 1024, not {text!r}")
+    return value
+
+
+STORAGE_THREADS = _storage_threads()
 _POOL = ThreadPoolExecutor(max_workers=STORAGE_THREADS, thread_name_prefix="dr-storage")
 
 

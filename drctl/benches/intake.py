@@ -2,10 +2,11 @@
 
 Starts `drctl serve` without local Azure on a free port with a temporary state dir and a
 workloads file of its own (the demo environment cloned ``--environments`` times, none with a
-reachable database), then posts ``--alerts`` distinct alerts with bounded concurrency, spread
-round-robin over two scenario families (a database alert folds into ``availability``, a Redis
-alert into ``dependency``) of every environment. Every correlation key must end with exactly
-one incident; the exit code is 1 when one has more or none, or when any alert was refused.
+reachable database, Azure Resource Manager a closed port on 127.0.0.1), then posts
+``--alerts`` distinct alerts with bounded concurrency, spread round-robin over two scenario
+families (a database alert folds into ``availability``, a Redis alert into ``dependency``) of
+every environment. Every correlation key must end with exactly one incident; the exit code is
+1 when one has more or none, or when any alert was refused.
 """
 
 from __future__ import annotations
@@ -128,6 +129,12 @@ class _Serve:
             "DR_CONFIG": str(self.config),
             "DR_NOTIFY_TEAMS_URL": f"{self.url}/.devhost/sink/teams",
             "DR_NOTIFY_WEBHOOK_URL": f"{self.url}/.devhost/sink/webhook",
+            # No Azure here: management calls go to a closed port on 127.0.0.1 with a static
+            # token, so the incidents' activities fail at once instead of probing for
+            # credentials (DefaultAzureCredential asks the instance metadata endpoint) or
+            # leaving the machine.
+            "DR_ARM_ENDPOINT": f"https://127.0.0.1:{_free_port()}",
+            "DR_ARM_STATIC_TOKEN": "bench-intake-no-azure",
         }
         cmd = [sys.executable, "-m", "drctl", "serve", "--port", str(self.port)]
         cmd += ["--state-dir", str(self.state)]
