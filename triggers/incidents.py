@@ -11,12 +11,14 @@ import azure.functions as func
 from pydantic import BaseModel, Field
 
 from shared import runtime
+from shared.audit import AuditError
 from shared.classification import PATH_FAMILY
 from shared.folding import fold
 from shared.incident import compose_phase, plan_instance_id
 from shared.models import Phase, Role, RunbookPath
 from shared.plans import OPERATOR_EVENT
 from shared.signals import declaration_signal
+from shared.stores import StoreError
 from triggers._http import (
     Refusal,
     answer,
@@ -24,7 +26,12 @@ from triggers._http import (
     error,
     in_thread,
 )
-from triggers.intake import intake_answer, record_dispositions, start_or_ring
+from triggers.intake import (
+    intake_answer,
+    record_dispositions,
+    start_or_ring,
+    storage_unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +74,10 @@ async def declare_incident(req: func.HttpRequest, client: df.DurableOrchestratio
     if declaration.suspected_since:
         signal.facts["suspected_since"] = declaration.suspected_since
     family = PATH_FAMILY[declaration.path] if declaration.path else None
-    intake = await in_thread(_fold_declaration, signal, principal.subject, family)
+    try:
+        intake = await in_thread(_fold_declaration, signal, principal.subject, family)
+    except (StoreError, AuditError) as exc:
+        return storage_unavailable(signal, exc)
     await start_or_ring(
         client,
         signal,

@@ -18,11 +18,13 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from shared import runtime
+from shared.audit import AuditError
 from shared.config import ConfigError
 from shared.folding import INLINE_RAW_BYTES, DispositionBatch, Intake, doorbell_event, fold
 from shared.incident import IncidentStart
 from shared.models import Signal
 from shared.signals import MAX_ALERT_BYTES, SignalError, parse_alert, parse_event
+from shared.stores import StoreError
 from triggers._http import answer, error, in_thread
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ INTAKE_TRAIL = "intake"
 # until then the request that won the index insert is presumably still starting it.
 # Limitation: an incident whose first request died waits for a signal after this to start.
 RESCUE_AFTER = timedelta(seconds=30)
+# Seconds a sender is asked to wait before sending a signal again that storage could not take.
+RETRY_AFTER_S = 5
 
 
 def record_dispositions(folded: list[tuple[Signal, Intake, bytes | None]]) -> None:
@@ -196,10 +200,27 @@ async def alerts(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
         signal = parse_alert(body, config=config)
     except SignalError as exc:
         return error(400, str(exc))
-    intake = await in_thread(fold_and_record, signal, body)
+    try:
+        intake = await in_thread(fold_and_record, signal, body)
+    except (StoreError, AuditError) as exc:
+        return storage_unavailable(signal, exc)
     await start_or_ring(client, signal, intake)
     log.info("alert %s: %s (%s)", signal.dedupe_key, intake.disposition, intake.incident_id)
     return answer(202, intake_answer(intake, client))
+
+
+def storage_unavailable(signal: Signal, exc: Exception) -> func.HttpResponse:
+    """503 with Retry-After: Azure Monitor retries a webhook on 503 (not on a plain 500).
+
+    Whatever was written before storage failed is safe to repeat: the retry is a repeated
+    delivery, recognised by its dedupe key, and folded if the first never got that far.
+    """
+    log.error("signal %s not recorded, storage failed: %s", signal.dedupe_key, exc)
+    return answer(
+        503,
+        {"error": f"the signal could not be recorded (storage failed); send it again: {exc}"},
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
 
 
 def _event_document(event: Any) -> Any:
