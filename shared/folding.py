@@ -416,6 +416,12 @@ def _fold_batch(stores: IncidentStores, key: str, items: list[_Folding]) -> list
     # which saves the attach afterwards whenever that guess holds (all of a storm but its
     # first signals).
     expected = base.incidents.cached_open(key)
+    if expected is None:
+        # Every OPEN_INCIDENT_TTL_S the cache of the open incident lapses; one read of the index
+        # here saves an attach per signal of the batch.
+        current = base.incidents.current(key)
+        if current is not None and current.ended_at is None:
+            expected = current.incident_id
     seens = base.signals.record_many(
         [(i.signal, i.now) for i in items], incident_id=expected, partition=key
     )
