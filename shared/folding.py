@@ -385,7 +385,10 @@ def fold(
         return ignored
     family = family or scenario_family(signal)
     key = correlation_key(signal.environment, family)
-    return stores.folds.submit(key, _Folding(signal, declared_by, now, family, raw, record))
+    answer = stores.folds.submit(key, _Folding(signal, declared_by, now, family, raw, record))
+    if isinstance(answer, Exception):
+        raise answer  # this signal's own failure; the others of its batch were folded
+    return answer
 
 
 def _ignored(signal: Signal, config: DrConfig) -> Intake | None:
@@ -409,7 +412,9 @@ def _ignored(signal: Signal, config: DrConfig) -> Intake | None:
     return None
 
 
-def _fold_batch(stores: IncidentStores, key: str, items: list[_Folding]) -> list[Intake]:
+def _fold_batch(
+    stores: IncidentStores, key: str, items: list[_Folding]
+) -> list[Intake | Exception]:
     """Fold the queued signals of one correlation key, in order (``fold`` for each)."""
     base = stores.stores
     # The dedupe rows are written with the incident this process expects the signals to join,
@@ -425,49 +430,16 @@ def _fold_batch(stores: IncidentStores, key: str, items: list[_Folding]) -> list
     seens = base.signals.record_many(
         [(i.signal, i.now) for i in items], incident_id=expected, partition=key
     )
-    answers: list[Intake | None] = [None] * len(items)
+    answers: list[Intake | Exception | None] = [None] * len(items)
     joining: dict[str, list[tuple[int, _Folding, DedupeResult, IncidentSlot]]] = {}
     for n, (item, seen) in enumerate(zip(items, seens, strict=True)):
-        signal = item.signal
-        if (
-            not seen.first
-            and seen.incident_id
-            and stores.signal_log.stored(seen.incident_id, signal)
-        ):
-            answers[n] = Intake(
-                incident_id=seen.incident_id,
-                disposition="folded",
-                duplicate=True,
-                reason=(
-                    f"already received at {seen.first_seen_at.isoformat()} and folded into "
-                    f"{seen.incident_id}; nothing changed"
-                ),
-            )
-            continue
-        if signal.condition == MonitorCondition.RESOLVED:
-            current = base.incidents.current(key)
-            if current is None or current.ended_at is not None:
-                answers[n] = Intake(
-                    disposition="ignored",
-                    reason=(
-                        f"a resolved signal with no open incident for {key}: nothing to stand down"
-                    ),
-                    correlation_key=key,
-                    family=item.family,
-                )
-                continue
-        slot = base.incidents.open_or_join(
-            key,
-            environment=signal.environment,
-            family=item.family,
-            declared_by=item.declared_by,
-            first_signal=signal.dedupe_key,
-            now=item.now,
-        )
-        incident_id = slot.incident.incident_id
-        if not seen.first or seen.incident_id != incident_id:
-            base.signals.attach(signal.dedupe_key, incident_id, partition=key)
-        joining.setdefault(incident_id, []).append((n, item, seen, slot))
+        try:
+            _join(stores, key, n, item, seen, answers, joining)
+        except StoreError:
+            raise  # storage failed for the batch: every caller hears of it
+        except Exception as exc:  # this signal's own fault: the others are still folded
+            log.exception("signal %s could not be folded", item.signal.dedupe_key)
+            answers[n] = exc
     for incident_id, entries in joining.items():
         added_all = stores.signal_log.add_many(
             incident_id, [(i.signal, i.now, i.raw) for _, i, _, _ in entries]
@@ -476,12 +448,63 @@ def _fold_batch(stores: IncidentStores, key: str, items: list[_Folding]) -> list
             answers[n] = _joined(key, item, seen, slot, added)
     recorders: dict[int, tuple[Recorder, list]] = {}
     for item, answer in zip(items, answers, strict=True):
-        if item.record is not None:
+        if item.record is not None and isinstance(answer, Intake):
             _, folded = recorders.setdefault(id(item.record), (item.record, []))
             folded.append((item.signal, answer, item.raw))
     for record, folded in recorders.values():
         record(folded)
     return answers
+
+
+def _join(
+    stores: IncidentStores,
+    key: str,
+    n: int,
+    item: _Folding,
+    seen: DedupeResult,
+    answers: list,
+    joining: dict[str, list[tuple[int, _Folding, DedupeResult, IncidentSlot]]],
+) -> None:
+    """Answer the n-th signal of a batch at once, or put it on its incident's list to add."""
+    base = stores.stores
+    signal = item.signal
+    if not seen.first and seen.incident_id and stores.signal_log.stored(seen.incident_id, signal):
+        answers[n] = Intake(
+            incident_id=seen.incident_id,
+            disposition="folded",
+            duplicate=True,
+            reason=(
+                f"already received at {seen.first_seen_at.isoformat()} and folded into "
+                f"{seen.incident_id}; nothing changed"
+            ),
+        )
+        return
+    if signal.condition == MonitorCondition.RESOLVED:
+        current = base.incidents.current(key)
+        if current is None or current.ended_at is not None:
+            if seen.first:
+                # It changed nothing, so it is not remembered either: delivered again once an
+                # incident is open, it is news for that incident.
+                base.signals.forget(signal.dedupe_key, partition=key)
+            answers[n] = Intake(
+                disposition="ignored",
+                reason=f"a resolved signal with no open incident for {key}: nothing to stand down",
+                correlation_key=key,
+                family=item.family,
+            )
+            return
+    slot = base.incidents.open_or_join(
+        key,
+        environment=signal.environment,
+        family=item.family,
+        declared_by=item.declared_by,
+        first_signal=signal.dedupe_key,
+        now=item.now,
+    )
+    incident_id = slot.incident.incident_id
+    if not seen.first or seen.incident_id != incident_id:
+        base.signals.attach(signal.dedupe_key, incident_id, partition=key)
+    joining.setdefault(incident_id, []).append((n, item, seen, slot))
 
 
 def _joined(

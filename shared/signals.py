@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from shared.config import DrConfig
 from shared.models import (
@@ -187,12 +188,16 @@ def decode_body(body: bytes | bytearray | str | Any, limit: int) -> tuple[Any, b
         if len(raw) > limit:
             raise SignalError(f"body is {len(raw)} bytes, above the limit of {limit}")
         try:
-            return json.loads(raw), raw
+            return json.loads(raw, parse_constant=_not_json_constant), raw
         except RecursionError:
             raise SignalError("body is not JSON: nested too deeply") from None
         except ValueError as exc:
             raise SignalError(f"body is not JSON: {exc}") from None
     return body, canonical_bytes(body)
+
+
+def _not_json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def canonical_bytes(document: Any) -> bytes:
@@ -221,10 +226,19 @@ def _finish(fields: dict[str, Any], config: DrConfig | None) -> Signal:
     if fields.get("resource_id") is None and ids:
         fields["resource_id"] = ids[0]
     try:
-        return Signal(**fields)
+        signal = Signal(**fields)
     except ValidationError as exc:
         # A field this module failed to normalise; the payload is still what was wrong.
         raise SignalError(f"payload has a field that cannot be used: {exc.errors()[0]}") from None
+    try:
+        # JSON may escape half of a UTF-16 pair ("\ud800"), which decodes to a lone surrogate
+        # that no UTF-8 writer takes: the signal could be neither stored nor audited.
+        signal.model_dump_json()
+    except (ValueError, PydanticSerializationError):
+        raise SignalError(
+            "payload has text that is not valid Unicode (a lone surrogate escape such as \\ud800)"
+        ) from None
+    return signal
 
 
 # ---------------------------------------------------------------------------------------

@@ -343,6 +343,11 @@ class _Table:
         with _calling(f"list {self.name}"):
             return [dict(r) for r in self.client.list_entities()]
 
+    def delete(self, partition: str, row: str) -> None:
+        """Delete the row; one that is not there is not an error."""
+        with _calling(f"delete from {self.name}"):
+            self.client.delete_entity(partition, row)
+
     def merge(self, entity: dict, etag: str | None = None) -> None:
         with _calling(f"update {self.name}"):
             if etag is None:
@@ -454,6 +459,10 @@ class SignalDedupe:
                 )
             )
         return results
+
+    def forget(self, dedupe_key: str, partition: str | None = None) -> None:
+        """Remove the signal's row: a signal that changed nothing is judged again next time."""
+        self.table.delete(*self._keys(dedupe_key, partition))
 
     def attach(self, dedupe_key: str, incident_id: str, partition: str | None = None) -> None:
         """Remember which incident the signal folded into (answers later duplicates)."""

@@ -281,10 +281,16 @@ async def eventgrid_signals(event: func.EventGridEvent, client: df.DurableOrches
 
 
 def _record_unusable(event: Any, why: str) -> None:
+    event_id = getattr(event, "id", None)
     _DISPOSITIONS.record(
         f"{INTAKE_TRAIL}.{datetime.now(UTC):%Y%m%d}",
         "signal.unusable",
         actor="event-grid",
-        reason=why,
-        detail={"event_id": getattr(event, "id", None)},
+        reason=_writable(why),
+        detail={"event_id": None if event_id is None else _writable(str(event_id))},
     )
+
+
+def _writable(text: str) -> str:
+    """Text the audit trail can write: a lone surrogate from a JSON escape is spelled out."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

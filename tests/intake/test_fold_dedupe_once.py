@@ -116,3 +116,62 @@ def test_concurrent_signals_of_one_key_fold_together_and_each_gets_its_own_answe
     stored = stores.signal_log.signals(incident)
     assert sorted(s.dedupe_key for s in stored) == sorted(s.dedupe_key for s in deliveries[:30])
     assert any(n > 1 for n in transactions), "no two dedupe rows were inserted together"
+
+
+def _resolved(n: int) -> Signal:
+    from shared.models import MonitorCondition
+
+    return Signal(
+        source=SignalSource.AZURE_MONITOR,
+        kind=SignalKind.METRIC,
+        dedupe_key=f"alert:/once-{n}:resolved",
+        condition=MonitorCondition.RESOLVED,
+        environment="prod-eu",
+    )
+
+
+def test_a_resolved_signal_ignored_for_want_of_an_incident_is_news_once_one_is_open(stores):
+    config = load_config(WORKLOADS)
+    first = fold(_resolved(5), config=config, stores=stores)
+    again = fold(_resolved(5), config=config, stores=stores)
+    assert first.disposition == again.disposition == "ignored"
+    assert not again.duplicate, "nothing was kept of the first, so nothing is repeated"
+    started = fold(_signal(5), config=config, stores=stores)
+    late = fold(_resolved(5), config=config, stores=stores)
+    assert late.disposition == "folded" and not late.duplicate
+    counts = stores.signal_log.counts(started.incident_id)
+    assert (counts.total, counts.firing, counts.resolved) == (2, 1, 1)
+    repeat = fold(_resolved(5), config=config, stores=stores)
+    assert repeat.duplicate
+    assert stores.signal_log.counts(started.incident_id).total == 2, "a repeat changes nothing"
+
+
+def test_a_signal_that_fails_alone_does_not_fail_the_others_of_its_batch(stores, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = load_config(WORKLOADS)
+    fold(_signal(0), config=config, stores=stores)
+    index = stores.stores.incidents
+    original = index.open_or_join
+
+    def poisoned(key, **kwargs):
+        if kwargs.get("first_signal") == _signal(13).dedupe_key:
+            raise ValueError("this one signal cannot be folded")
+        return original(key, **kwargs)
+
+    monkeypatch.setattr(index, "open_or_join", poisoned)
+
+    def one(n):
+        try:
+            return fold(_signal(n), config=config, stores=stores)
+        except ValueError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(one, range(1, 21)))
+    failed = [n for n, a in zip(range(1, 21), answers, strict=True) if isinstance(a, Exception)]
+    assert failed == [13]
+    folded = [a for a in answers if not isinstance(a, Exception)]
+    assert all(a.disposition == "folded" for a in folded)
+    incident = folded[0].incident_id
+    assert stores.signal_log.counts(incident).total == 20, "the signal before and 19 of the 20"

@@ -396,3 +396,33 @@ def test_activity_log_event_properties_are_not_taken_for_custom_properties():
     assert parse_alert(payload("alert_metric_pg_cpu_fired.json")).custom_properties == {
         "team": "finance-platform"
     }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"data":{"essentials":{"alertId":"\\ud800"}}}',
+        b'{"data":{"essentials":{"alertId":"a","alertRule":"x\\udc00y"}}}',
+        b'{"data":{"essentials":{"alertId":"a"},"alertContext":{"note":"\\uDFFF"}},"x":1}',
+    ],
+)
+def test_a_lone_surrogate_escape_is_refused_as_not_unicode(text):
+    try:
+        signal = parse_alert(text)
+    except SignalError as exc:
+        assert "not valid Unicode" in str(exc)
+        return
+    # Text the signal does not keep may hold it: then the signal must still be writable.
+    signal.model_dump_json().encode("utf-8")
+
+
+def test_a_surrogate_pair_escape_is_one_character():
+    signal = parse_alert(b'{"data":{"essentials":{"alertId":"\\ud83d\\ude00"}}}')
+    assert signal.dedupe_key == "alert:\U0001f600:fired"
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_are_not_json(constant):
+    body = b'{"data":{"essentials":{"alertId":"a","severity":' + constant + b"}}}"
+    with pytest.raises(SignalError, match="not JSON"):
+        parse_alert(body)
