@@ -70,18 +70,19 @@ def _rows(conn: psycopg.Connection, query: str, params: dict) -> list[dict[str, 
 
 # Lines against their moves in one pass (a full join, so that moves without lines and lines
 # without a move both show), grouped per move: the move's balance, its lines out of step with
-# it, its line count. Only the groups with a finding leave the aggregate. With a company filter
-# the lines of other companies still join (a move is lineless only without any line) but are
-# left out of the sums and counts, as the separate queries did.
+# it, its line count. Only the groups with a finding leave the aggregate; the groups hold keys
+# and sums only, the moves' fields being joined to the few found (with the fields in the groups,
+# ten million lines spilled the aggregate to disk). With a company filter the lines of other
+# companies still join (a move is lineless only without any line) but are left out of the sums
+# and counts, as the separate queries did.
 DRIFT = """(m.id IS NULL OR l.parent_state IS DISTINCT FROM m.state
             OR l.journal_id IS DISTINCT FROM m.journal_id
             OR l.company_id IS DISTINCT FROM m.company_id
             OR l.date IS DISTINCT FROM m.date OR l.move_name IS DISTINCT FROM m.name)"""
 
 MOVES_LINES_SQL = f"""
-WITH found AS MATERIALIZED (
-    SELECT m.id AS move_id, m.name, m.journal_id, m.company_id, m.state,
-           count(l.id) AS n_lines,
+WITH grouped AS MATERIALIZED (
+    SELECT m.id AS move_id, count(l.id) AS n_lines,
            sum(l.balance) FILTER (WHERE true {{line_cond}}) AS balance,
            count(l.id) FILTER (WHERE {DRIFT} {{line_cond}}) AS drifted
     FROM account_move_line l FULL JOIN account_move m ON m.id = l.move_id
@@ -89,6 +90,9 @@ WITH found AS MATERIALIZED (
     HAVING sum(l.balance) FILTER (WHERE true {{line_cond}}) <> 0
         OR count(l.id) FILTER (WHERE {DRIFT} {{line_cond}}) > 0
         OR count(l.id) = 0
+), found AS (
+    SELECT g.*, m.name, m.journal_id, m.company_id, m.state
+    FROM grouped g LEFT JOIN account_move m ON m.id = g.move_id
 ), unbalanced AS (
     SELECT f.move_id, f.name, f.journal_id, round(f.balance, cur.decimal_places) AS imbalance
     FROM found f
