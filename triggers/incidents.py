@@ -13,7 +13,6 @@ from pydantic import BaseModel, Field
 from shared import runtime
 from shared.audit import AuditError
 from shared.classification import PATH_FAMILY
-from shared.folding import fold
 from shared.incident import compose_phase, plan_instance_id
 from shared.models import Phase, Role, RunbookPath
 from shared.plans import OPERATOR_EVENT
@@ -27,8 +26,8 @@ from triggers._http import (
     in_thread,
 )
 from triggers.intake import (
+    fold_and_record,
     intake_answer,
-    record_dispositions,
     start_or_ring,
     storage_unavailable,
 )
@@ -75,7 +74,7 @@ async def declare_incident(req: func.HttpRequest, client: df.DurableOrchestratio
         signal.facts["suspected_since"] = declaration.suspected_since
     family = PATH_FAMILY[declaration.path] if declaration.path else None
     try:
-        intake = await in_thread(_fold_declaration, signal, principal.subject, family)
+        intake = await in_thread(fold_and_record, signal, None, principal.subject, family)
     except (StoreError, AuditError) as exc:
         return storage_unavailable(signal, exc)
     await start_or_ring(
@@ -88,17 +87,6 @@ async def declare_incident(req: func.HttpRequest, client: df.DurableOrchestratio
         reason=declaration.reason,
     )
     return answer(202, intake_answer(intake, client))
-
-
-def _fold_declaration(signal, subject: str, family):
-    return fold(
-        signal,
-        config=runtime.config(),
-        stores=runtime.stores(),
-        declared_by=subject,
-        family=family,
-        record=record_dispositions,
-    )
 
 
 async def _statuses(client: df.DurableOrchestrationClient, incident_id: str):

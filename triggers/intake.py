@@ -22,7 +22,7 @@ from shared.audit import AuditError
 from shared.config import ConfigError
 from shared.folding import INLINE_RAW_BYTES, DispositionBatch, Intake, doorbell_event, fold
 from shared.incident import IncidentStart
-from shared.models import Signal
+from shared.models import ScenarioFamily, Signal
 from shared.signals import MAX_ALERT_BYTES, SignalError, parse_alert, parse_event
 from shared.stores import StoreError
 from triggers._http import answer, error, in_thread
@@ -96,12 +96,19 @@ def _audit_append(*args: Any, **kwargs: Any) -> object:
 _DISPOSITIONS = DispositionBatch(_audit_append)
 
 
-def fold_and_record(signal: Signal, raw: bytes | None, declared_by: str = "system") -> Intake:
+def fold_and_record(
+    signal: Signal,
+    raw: bytes | None,
+    declared_by: str = "system",
+    family: ScenarioFamily | None = None,
+) -> Intake:
+    """Fold the signal with the app's configuration and stores, recording its disposition."""
     return fold(
         signal,
         config=runtime.config(),
         stores=runtime.stores(),
         declared_by=declared_by,
+        family=family,
         raw=raw,
         record=record_dispositions,
     )
