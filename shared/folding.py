@@ -261,11 +261,8 @@ class SignalLog:
             kind = f"{KIND_PREFIX}{signal.kind.value.replace('-', '_')}"
             increments.append({"total": 1, state: 1, kind: 1, shape_field: 1})
             shapes.append(shape_field)
-        counted = iter(
-            zip(self.counters.add_each(incident_id, "counts", increments), shapes, strict=True)
-            if increments
-            else ()
-        )
+        after = self.counters.add_each(incident_id, "counts", increments) if increments else []
+        counted = iter(zip(after, shapes, strict=True))
         results: list[tuple[bool, int] | None] = []
         for new in stored:
             if not new:
@@ -434,12 +431,17 @@ def _fold_batch(
     joining: dict[str, list[tuple[int, _Folding, DedupeResult, IncidentSlot]]] = {}
     for n, (item, seen) in enumerate(zip(items, seens, strict=True)):
         try:
-            _join(stores, key, n, item, seen, answers, joining)
+            outcome = _join(stores, key, item, seen)
         except StoreError:
             raise  # storage failed for the batch: every caller hears of it
         except Exception as exc:  # this signal's own fault: the others are still folded
             log.exception("signal %s could not be folded", item.signal.dedupe_key)
             answers[n] = exc
+            continue
+        if isinstance(outcome, Intake):
+            answers[n] = outcome
+        else:
+            joining.setdefault(outcome.incident.incident_id, []).append((n, item, seen, outcome))
     for incident_id, entries in joining.items():
         added_all = stores.signal_log.add_many(
             incident_id, [(i.signal, i.now, i.raw) for _, i, _, _ in entries]
@@ -457,19 +459,13 @@ def _fold_batch(
 
 
 def _join(
-    stores: IncidentStores,
-    key: str,
-    n: int,
-    item: _Folding,
-    seen: DedupeResult,
-    answers: list,
-    joining: dict[str, list[tuple[int, _Folding, DedupeResult, IncidentSlot]]],
-) -> None:
-    """Answer the n-th signal of a batch at once, or put it on its incident's list to add."""
+    stores: IncidentStores, key: str, item: _Folding, seen: DedupeResult
+) -> Intake | IncidentSlot:
+    """The answer of a signal decided before any row of it is added, else the incident it joins."""
     base = stores.stores
     signal = item.signal
     if not seen.first and seen.incident_id and stores.signal_log.stored(seen.incident_id, signal):
-        answers[n] = Intake(
+        return Intake(
             incident_id=seen.incident_id,
             disposition="folded",
             duplicate=True,
@@ -478,7 +474,6 @@ def _join(
                 f"{seen.incident_id}; nothing changed"
             ),
         )
-        return
     if signal.condition == MonitorCondition.RESOLVED:
         current = base.incidents.current(key)
         if current is None or current.ended_at is not None:
@@ -486,13 +481,12 @@ def _join(
                 # It changed nothing, so it is not remembered either: delivered again once an
                 # incident is open, it is news for that incident.
                 base.signals.forget(signal.dedupe_key, partition=key)
-            answers[n] = Intake(
+            return Intake(
                 disposition="ignored",
                 reason=f"a resolved signal with no open incident for {key}: nothing to stand down",
                 correlation_key=key,
                 family=item.family,
             )
-            return
     slot = base.incidents.open_or_join(
         key,
         environment=signal.environment,
@@ -504,7 +498,7 @@ def _join(
     incident_id = slot.incident.incident_id
     if not seen.first or seen.incident_id != incident_id:
         base.signals.attach(signal.dedupe_key, incident_id, partition=key)
-    joining.setdefault(incident_id, []).append((n, item, seen, slot))
+    return slot
 
 
 def _joined(

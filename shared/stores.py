@@ -243,8 +243,9 @@ class _Table:
     def insert_many(self, entities: list[dict]) -> list[bool]:
         """``insert`` for each entity; those of one partition in one transaction if they can.
 
-        A transaction fails whole when one row exists or two share a key; then each row is
-        inserted alone, which says which ones were new.
+        A transaction fails whole when one row exists; then each row is inserted alone, which
+        says which ones were new. An entity with the key of an earlier one in the list is
+        inserted alone after the others (so it finds that one there).
         """
         created: list[bool | None] = [None] * len(entities)
         groups: dict[str, list[int]] = {}
@@ -417,9 +418,8 @@ class SignalDedupe:
     ) -> list[DedupeResult]:
         """``record`` for each (signal, time seen), rows of one partition in one transaction.
 
-        A transaction is all or nothing, so a row that exists (a repeated delivery) or two
-        deliveries of one signal in the batch fail the lot; then each row is inserted alone
-        and the rows that existed are read back.
+        Rows are inserted with ``_Table.insert_many``; the rows that existed (a repeated
+        delivery, or a second delivery of one signal in the batch) are read back.
         """
         rows = []
         for signal, seen in signals:
