@@ -28,6 +28,10 @@ ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 COMMON_FLAGS = ["--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"]
+# Seconds an idle keep-alive connection stays open. Node's default (5 s) closes pooled
+# connections that the Python clients are about to reuse; a request sent on one as it closes
+# fails with "Remote end closed connection" and azure-core does not retry a POST or PATCH.
+KEEP_ALIVE_S = 600
 ENDPOINT_FILE = "endpoint.json"
 
 
@@ -179,6 +183,8 @@ class Azurite:
             "127.0.0.1",
             f"--{service}Port",
             str(port),
+            f"--{service}KeepAliveTimeout",
+            str(KEEP_ALIVE_S),
             "--location",
             str(self.data_dir),
             *COMMON_FLAGS,

@@ -8,6 +8,7 @@ from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
+from azure.core.exceptions import AzureError
 from pydantic import BaseModel, Field
 
 from shared import runtime
@@ -75,7 +76,7 @@ async def declare_incident(req: func.HttpRequest, client: df.DurableOrchestratio
     family = PATH_FAMILY[declaration.path] if declaration.path else None
     try:
         intake = await in_thread(fold_and_record, signal, None, principal.subject, family)
-    except (StoreError, AuditError) as exc:
+    except (StoreError, AuditError, AzureError) as exc:
         return storage_unavailable(signal, exc)
     await start_or_ring(
         client,

@@ -16,6 +16,7 @@ from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
+from azure.core.exceptions import AzureError
 
 from shared import runtime
 from shared.audit import AuditError
@@ -209,7 +210,7 @@ async def alerts(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
         return error(400, str(exc))
     try:
         intake = await in_thread(fold_and_record, signal, body)
-    except (StoreError, AuditError) as exc:
+    except (StoreError, AuditError, AzureError) as exc:
         return storage_unavailable(signal, exc)
     await start_or_ring(client, signal, intake)
     log.info("alert %s: %s (%s)", signal.dedupe_key, intake.disposition, intake.incident_id)

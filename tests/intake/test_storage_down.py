@@ -2,12 +2,16 @@
 
 Azure Monitor retries a webhook on 503 (and 408, 429, 504), not on 500, so an alert that could
 not be recorded must be answered so that it is sent again. The app runs on a devhost of its own
-whose storage connection string names closed ports on 127.0.0.1.
+whose storage connection string names closed ports on 127.0.0.1, or a local listener that
+reads each request and hangs up without answering (what a storage front end closing a pooled
+keep-alive connection looks like to the client: an error azure-core does not retry for a POST).
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -31,6 +35,93 @@ def no_storage(devhost_factory):
         },
     )
     return host.start(timeout_s=90)
+
+
+class _HangUpOn:
+    """A proxy on 127.0.0.1 in front of one Azurite service: it relays every request, except
+    that it reads a request whose request line starts with ``prefix`` and closes the
+    connection without answering."""
+
+    def __init__(self, upstream_port: int, prefix: bytes) -> None:
+        self.upstream_port = upstream_port
+        self.prefix = prefix
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.hung_up = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
+
+    def _relay(self, conn: socket.socket) -> None:
+        import http.client
+
+        reader = conn.makefile("rb")
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+        try:
+            while True:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = reader.readline()
+                    if not line:
+                        return
+                    head += line
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                body = reader.read(length) if length else b""
+                if head.startswith(self.prefix):
+                    self.hung_up += 1
+                    return
+                upstream.sendall(head + body)
+                answer = http.client.HTTPResponse(upstream)
+                answer.begin()
+                payload = answer.read()
+                lines = [f"HTTP/1.1 {answer.status} {answer.reason}".encode()]
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        lines.append(f"{name}: {value}".encode())
+                lines.append(f"Content-Length: {len(payload)}".encode())
+                conn.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + payload)
+        except OSError:
+            return
+        finally:
+            upstream.close()
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def counters_hang_up(devhost_factory, tmp_path_factory):
+    """A devhost whose table storage hangs up on every merge into the counters table."""
+    from devhost.azurite import Azurite
+
+    azurite = Azurite(tmp_path_factory.mktemp("azurite-hangup"))
+    azurite.start()
+    proxy = _HangUpOn(azurite.table_port, b"PATCH /devstoreaccount1/drcounters(")
+    host = devhost_factory(
+        app_dir=REPO,
+        env={
+            "AzureWebJobsStorage": connection_string(azurite.blob_port, proxy.port),
+            "DR_CONFIG": str(REPO / "config" / "workloads.yaml"),
+            "DR_ARM_ENDPOINT": f"https://127.0.0.1:{free_port()}",
+            "DR_ARM_STATIC_TOKEN": "no-azure",
+        },
+    )
+    yield host.start(timeout_s=90), proxy
+    host.stop()
+    proxy.close()
+    azurite.stop()
 
 
 def _alert() -> bytes:
@@ -83,3 +174,28 @@ def test_bad_input_is_still_400_when_storage_is_down(no_storage):
     r = requests.post(f"{no_storage.url}/api/alerts", data=b"{not json", timeout=30)
 
     assert r.status_code == 400
+
+
+def test_storage_that_hangs_up_without_answering_is_503_with_retry_after(counters_hang_up):
+    import requests
+
+    host, proxy = counters_hang_up
+    alert = _alert()
+    first = requests.post(
+        f"{host.url}/api/alerts", data=alert, headers={"Content-Type": "application/json"},
+        timeout=120,
+    )  # fmt: skip
+    assert first.status_code == 202, first.text  # it started the incident (no counters yet)
+    second = json.loads(alert)
+    second["data"]["essentials"]["alertId"] += "-again"
+    r = requests.post(
+        f"{host.url}/api/alerts",
+        data=json.dumps(second).encode(),
+        headers={"Content-Type": "application/json"},
+        timeout=120,
+    )
+
+    assert proxy.hung_up >= 1  # the counters' merge reached storage and got no answer
+    assert r.status_code == 503, r.text
+    assert r.headers.get("Retry-After", "").isdigit()
+    assert "send it again" in r.json()["error"]
