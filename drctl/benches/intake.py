@@ -51,6 +51,56 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _program(proc: Path, name: str) -> str:
+    """A readable program name: the Azurite service or drctl command rather than node/python."""
+    try:
+        args = (proc / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return name
+    for arg in args:
+        text = arg.decode(errors="replace")
+        if "azurite-" in text:
+            return "azurite-" + text.rsplit("azurite-", 1)[1]
+    if b"drctl" in args and b"serve" in args:
+        return "drctl serve"
+    return name
+
+
+def _tree_cpu_s(root_pid: int) -> dict[str, float]:
+    """CPU seconds of a process and its live descendants, by program name (user and system).
+
+    Read from /proc, so it is empty where there is none; children that already exited are
+    not in it."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    parents: dict[int, int] = {}
+    stats: dict[int, tuple[str, float, float]] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc/self/stat").exists() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = _program(entry, text[text.index("(") + 1 : text.rindex(")")])
+        fields = text[text.rindex(")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+        stats[int(entry.name)] = (name, int(fields[11]) / tick, int(fields[12]) / tick)
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        pid = frontier.pop()
+        for child, parent in parents.items():
+            if parent == pid and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    by_name: dict[str, float] = {}
+    for pid in tree:
+        if pid in stats:
+            name, user, system = stats[pid]
+            by_name[name] = by_name.get(name, 0.0) + user
+            by_name[f"{name} (system)"] = by_name.get(f"{name} (system)", 0.0) + system
+    return by_name
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -212,9 +262,13 @@ def measure(alerts: int, concurrency: int, environments: int, keep: bool = False
     serve = _Serve(root / "state", config)
     serve.start()
     try:
+        cpu_before = _tree_cpu_s(serve.proc.pid)
+        client_before = time.process_time()
         started = time.perf_counter()
         answers = asyncio.run(_storm(serve.url + "/api/alerts", bodies, concurrency))
         seconds = time.perf_counter() - started
+        client_cpu = time.process_time() - client_before
+        cpu_after = _tree_cpu_s(serve.proc.pid)
     finally:
         serve.stop()
         if not keep:
@@ -235,6 +289,14 @@ def measure(alerts: int, concurrency: int, environments: int, keep: bool = False
         "dispositions": dispositions,
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
+        # CPU per alert of the stack (drctl serve, Azurite) and of this load generator: on a
+        # shared machine these move less than the wall-clock rate does.
+        "cpu_ms_per_alert": {
+            name: round(1000 * (cpu_after.get(name, 0.0) - cpu_before.get(name, 0.0)) / alerts, 2)
+            for name in sorted(cpu_after)
+        }
+        | {"bench_client": round(1000 * client_cpu / alerts, 2)},
+        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "state_dir": str(root) if keep else None,
     }
 
