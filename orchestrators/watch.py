@@ -15,7 +15,7 @@ import azure.durable_functions as df
 bp = df.Blueprint()
 
 WATCH_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=2)
-ROUNDS_PER_EXECUTION = 50
+ROUNDS_PER_EXECUTION = 10
 
 
 def monitor_instance_id(environment: str) -> str:
