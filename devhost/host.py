@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import json
 import logging
+import os
 import re
 import secrets
 import sys
@@ -401,6 +402,24 @@ class InvocationContext:
 # ------------------------------------------------------------------------------------ host
 
 
+# Seconds a request may take to deliver its body. A client that announces a Content-Length
+# and sends less would otherwise hold its connection and handler forever.
+BODY_TIMEOUT_S = 60.0
+
+
+def _body_timeout_s() -> float:
+    text = os.environ.get("DEVHOST_BODY_TIMEOUT_S", "")
+    try:
+        value = float(text) if text else BODY_TIMEOUT_S
+    except ValueError:
+        raise HostError(
+            f"DEVHOST_BODY_TIMEOUT_S must be a number of seconds, not {text!r}"
+        ) from None
+    if not value > 0:
+        raise HostError(f"DEVHOST_BODY_TIMEOUT_S must be above 0, not {text!r}")
+    return value
+
+
 @dataclass
 class HostOptions:
     app_dir: Path
@@ -408,6 +427,11 @@ class HostOptions:
     port: int = 7071
     enforce_keys: bool = False
     extra_routes: list[web.RouteDef] = field(default_factory=list)
+    body_timeout_s: float = field(default_factory=_body_timeout_s)
+
+
+class _SlowBody(Exception):
+    """The client did not deliver the body it announced in time."""
 
 
 class DevHost:
@@ -592,6 +616,17 @@ class DevHost:
                 return info, values, True
         return None, None, matched_path
 
+    async def _read(self, request: web.Request) -> bytes:
+        """The request's body, or _SlowBody when it has not all arrived in time."""
+        seconds = self.options.body_timeout_s
+        try:
+            return await asyncio.wait_for(request.read(), seconds)
+        except TimeoutError:
+            raise _SlowBody(
+                f"the request body did not arrive within {seconds:g} s "
+                f"(Content-Length {request.content_length})"
+            ) from None
+
     async def _http(self, request: web.Request) -> web.StreamResponse:
         # Split the raw path, then decode each segment: an encoded "/" stays inside its segment.
         raw = request.rel_url.raw_path
@@ -605,7 +640,10 @@ class DevHost:
         if self.keys and info.auth_level != "anonymous":
             if not self._key_ok(request, "master" if info.auth_level == "admin" else "default"):
                 return _error(401, "a valid function key is required (code or x-functions-key)")
-        body = await request.read()
+        try:
+            body = await self._read(request)
+        except _SlowBody as exc:
+            return _error(408, str(exc))
         req = func.HttpRequest(
             method=request.method,
             url=str(request.url),
@@ -643,7 +681,9 @@ class DevHost:
             name = request.query.get("functionName", "")
             return _error(404, f"no Event Grid function named {name!r}")
         try:
-            payload = json.loads(await request.read())
+            payload = json.loads(await self._read(request))
+        except _SlowBody as exc:
+            return _error(408, str(exc))
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _error(400, "the Event Grid delivery is not valid JSON")
         ctype = request.content_type
@@ -680,8 +720,10 @@ class DevHost:
         if info is None:
             return _error(404, f"no function named {name!r}")
         try:
-            raw = await request.read()
+            raw = await self._read(request)
             body = json.loads(raw) if raw.strip() else {}
+        except _SlowBody as exc:
+            return _error(408, str(exc))
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _error(400, 'the body must be JSON: {"input": "..."}')
         text = body.get("input") if isinstance(body, dict) else None

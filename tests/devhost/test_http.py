@@ -313,3 +313,30 @@ def test_encoded_slash_stays_inside_its_route_segment(devhost):
     assert r.status_code == 404  # "a/b" is one segment and not alpha, not two segments
     r = requests.post(devhost.url + "/api/echo/x%2Fy", timeout=5)
     assert r.json()["rest"] == "x/y"
+
+
+def test_a_body_shorter_than_its_content_length_is_408_once_the_body_timeout_passes(
+    devhost_factory,
+):
+    import socket
+    from urllib.parse import urlparse
+
+    host = devhost_factory(env={"DEVHOST_BODY_TIMEOUT_S": "1"}).start()
+    address = urlparse(host.url)
+    with socket.create_connection((address.hostname, address.port), timeout=20) as conn:
+        conn.sendall(
+            b"POST /api/echo/abc HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b'{"only": "part'
+        )
+        started = time.monotonic()
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert time.monotonic() - started < 15
+    # The host still serves everyone else.
+    assert requests.get(host.url + "/api/items/1", timeout=5).status_code == 200
+    host.stop()
