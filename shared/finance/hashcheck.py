@@ -183,27 +183,18 @@ def _amount(text: str, decimals: int) -> str:
     return _money(text or None, decimals)
 
 
-def _body_key(line: str) -> str:
-    return line.split(SEP_FIELD, 1)[0] + "_"
-
-
 def payload_from_body(move_row: tuple, body: str, decimals: dict[str, int]) -> str:
     """The version 3/4 hash input from one move's aggregated line text (BODIES_SQL), the same
     bytes as ``payload_v3``; ``decimals`` is keyed by the currency id as text.
 
     A label holding a separator splits wrongly and gives a text that does not reproduce the
     stored hash, so that move goes to the exact path (it never raises for it)."""
-    lines = body.split(SEP_LINE) if body else []
-    if len(lines) > 1:
-        # Plain text order sorts ids of one length as JSON sorts "line_<id>_" keys; ids of
-        # different lengths need the "_" that follows them ("10_" before "1_").
-        lines.sort()
-        if len({line.find(SEP_FIELD) for line in lines}) > 1:
-            lines.sort(key=_body_key)
     parts = []
     append = parts.append
     get = decimals.get
-    for text in lines:
+    previous = ""
+    in_order = True
+    for text in body.split(SEP_LINE) if body else ():
         try:
             lid, debit, credit, account, partner, currency, name = text.split(SEP_FIELD, 6)
         except ValueError:  # a label holding \x1e: not this move's lines
@@ -222,13 +213,21 @@ def payload_from_body(move_row: tuple, body: str, decimals: dict[str, int]) -> s
                 credit = _amount(credit, 0)
         else:
             debit, credit = _amount(debit, d), _amount(credit, d)
-        key = ',"line_' + lid
+        # JSON sorts the keys "line_<id>_<field>": the lines go by "<id>_" as text ("10_"
+        # before "1_"), which is the order of these keys and of the fragments they begin
+        # (ids differ by the "_" at the latest). The lines mostly come in that order already.
+        key = ',"line_' + lid + "_"
+        if key < previous:
+            in_order = False
+        previous = key
         append(
-            f'{key}_account_id":{Q + account + Q if account else _FALSE}'
-            f'{key}_credit":"{credit}"{key}_debit":"{debit}"'
-            f'{key}_name":{_FALSE if name == NULL_NAME else _quote(name)}'
-            f'{key}_partner_id":{Q + partner + Q if partner else _FALSE}'
+            f'{key}account_id":{Q + account + Q if account else _FALSE}'
+            f'{key}credit":"{credit}"{key}debit":"{debit}"'
+            f'{key}name":{_FALSE if name == NULL_NAME else _quote(name)}'
+            f'{key}partner_id":{Q + partner + Q if partner else _FALSE}'
         )  # fmt: skip
+    if not in_order:
+        parts.sort()
     _, name, mdate, journal, company = move_row[:5]
     return (
         f'{{"company_id":{_FALSE if company is None else Q + str(company) + Q}'
@@ -248,6 +247,7 @@ class _Walk:
 
     def __init__(self, ctx: Context, decimals: dict[int, int]) -> None:
         self.ctx = ctx
+        self.version = ctx.version
         self.decimals = decimals
         self.text_decimals = {str(k): v for k, v in decimals.items()}
         self.samples: list[tuple[tuple, dict]] = []  # (order, sample), pruned to the limit
@@ -279,7 +279,8 @@ class _Walk:
         mid, name, mdate, journal, company, state, secure, prefix, stored, previous = row[:10]
         self.moves += 1
         legacy = bool(secure)
-        if legacy and self.ctx.version < 18:
+        # 16/17: the window's previous secure number is one less, or there is a finding.
+        if legacy and self.version < 18 and row[10] != secure - 1:
             self._secure_number(row)
         if state != "posted" and stored:
             self.finding((_MOVE, mid, 0), "hashed_move_not_posted", move_id=mid, name=name,
@@ -288,7 +289,7 @@ class _Walk:
             self.finding((_MOVE, mid, 1), "secure_number_without_hash", move_id=mid, name=name,
                          journal_id=journal, secure_sequence_number=secure)  # fmt: skip
             return
-        if self.ctx.version < 18 and not legacy:
+        if self.version < 18 and not legacy:
             self.finding((_MOVE, mid, 1), "hash_without_secure_number", move_id=mid, name=name,
                          journal_id=journal)  # fmt: skip
             return
