@@ -109,17 +109,21 @@ def open_gate(request: GateRequest, instance_id: str, opened_at: datetime) -> Ga
 
 def _stand_down(policy: GatePolicyView, now: datetime) -> tuple[str | None, str | None]:
     """For the recovery gate: (quiet_until, reason) when every firing signal has resolved."""
-    signals = runtime.stores().signal_log.signals(policy.incident_id)
+    received = runtime.stores().signal_log.received(policy.incident_id)
+    signals = [signal for signal, _ in received]
     if not signals or active_signals(signals):
         return None, None
     if any(s.kind.value == "declaration" for s in signals):
         return None, None
-    resolved_at = max((s.occurred_at for s in signals if s.occurred_at), default=now)
-    quiet_until = resolved_at + timedelta(seconds=policy.quiet_period_s)
+    # The quiet period runs from when the last signal reached this app, not from the times the
+    # senders wrote into them: a late delivery or a skewed (or absurd) clock cannot shorten it.
+    last = max((at for _, at in received if at is not None), default=now)
+    quiet_until = last + timedelta(seconds=policy.quiet_period_s)
     if now >= quiet_until:
         return None, (
-            f"every firing signal resolved by {resolved_at.isoformat()} and stayed quiet for "
-            f"{policy.quiet_period_s:g} s before the recovery gate was approved: standing down"
+            f"every firing signal resolved; the last signal arrived at {last.isoformat()} and "
+            f"it stayed quiet for {policy.quiet_period_s:g} s before the recovery gate was "
+            "approved: standing down"
         )
     return quiet_until.isoformat(), None
 

@@ -277,9 +277,14 @@ class SignalLog:
         return results
 
     def signals(self, incident_id: str) -> list[Signal]:
+        return [signal for signal, _ in self.received(incident_id)]
+
+    def received(self, incident_id: str) -> list[tuple[Signal, datetime | None]]:
+        """The incident's signals in arrival order, each with when this app received it (the
+        sender's own times can be late, skewed or nonsense; this one is ours)."""
         rows = [r for r in self.table.partition(incident_id) if r["RowKey"].startswith("s.")]
         rows.sort(key=lambda r: (r.get("at") or "", r["RowKey"]))
-        return [Signal.model_validate_json(r["body"]) for r in rows]
+        return [(Signal.model_validate_json(r["body"]), _received_at(r.get("at"))) for r in rows]
 
     def counts(self, incident_id: str) -> SignalCounts:
         raw = self.counters.get(incident_id, "counts")
@@ -293,6 +298,13 @@ class SignalLog:
                 if k.startswith(KIND_PREFIX)
             },
         )
+
+
+def _received_at(text: str | None) -> datetime | None:
+    try:
+        return datetime.strptime(text, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC) if text else None
+    except ValueError:
+        return None
 
 
 class Doorbells:
