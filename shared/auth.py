@@ -205,13 +205,16 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     subject = claims.get("oid") or claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise Unauthenticated("token names no subject (oid or sub)")
-    name = claims.get("preferred_username") or claims.get("name") or subject
+    names = (claims.get("preferred_username"), claims.get("name"))
+    name = next((n for n in names if isinstance(n, str) and n), subject)
     roles = claims.get("roles") or []
     if isinstance(roles, str):
         roles = [roles]
+    if not isinstance(roles, list | tuple):
+        raise Unauthenticated("token's roles claim is not a list of role names")
     return Principal(
         subject=subject,
-        name=str(name),
+        name=name,
         roles=tuple(r for r in roles if isinstance(r, str)),
         tenant=claims.get("tid") if isinstance(claims.get("tid"), str) else None,
     )

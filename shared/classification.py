@@ -445,7 +445,9 @@ def split_incident_id(value: str) -> tuple[str, int]:
     if (
         not environment
         or family not in {f.value for f in ScenarioFamily}
-        or not generation.isdigit()
+        # The generation as incident_id() writes it: ASCII digits, no leading zero (so
+        # "….01" or a full-width "１" is not another name of incident 1).
+        or not re.fullmatch(r"[1-9][0-9]*", generation)
     ):
         raise ValueError(f"{value!r} is not an incident id (environment.family.generation)")
     return key, int(generation)

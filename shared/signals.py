@@ -36,6 +36,14 @@ log = logging.getLogger(__name__)
 
 # Action groups cap embedded log search results at 256 KB; Event Grid batches can be larger.
 MAX_ALERT_BYTES = 1024 * 1024
+# A signal is stored as one JSON text in a table row, whose string properties hold at most
+# 32K UTF-16 code units; the identifiers are also row keys and index values.
+MAX_STORED_SIGNAL_CHARS = 30_000
+MAX_IDENTIFIER_CHARS = {"dedupe_key": 1024, "rule_name": 1024, "rule_id": 2048,
+                        "resource_id": 2048, "resource_ids": 2048}  # fmt: skip
+# Shortening steps for a signal too large for its row, tried in turn: free text cut to so many
+# characters, lists and maps to so many entries (the raw payload keeps them all).
+SHORTENING_STEPS = ((4000, 100), (500, 20), (100, 5))
 MAX_EVENT_BATCH_BYTES = 8 * 1024 * 1024
 COMMON_SCHEMA_ID = "azureMonitorCommonAlertSchema"
 VALIDATION_EVENT_TYPE = "Microsoft.EventGrid.SubscriptionValidationEvent"
@@ -76,7 +84,10 @@ def _num(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            return None
     elif isinstance(value, str):
         try:
             number = float(value.strip())
@@ -135,7 +146,8 @@ def _severity(value: Any) -> int | None:
     if text is None:
         return None
     text = text.lower().removeprefix("sev").strip()
-    if text.isdigit() and 0 <= int(text) <= 4:
+    # Only ASCII digits: "²" is a digit to str.isdigit() but not to int().
+    if text in ("0", "1", "2", "3", "4"):
         return int(text)
     return None
 
@@ -230,15 +242,93 @@ def _finish(fields: dict[str, Any], config: DrConfig | None) -> Signal:
     except ValidationError as exc:
         # A field this module failed to normalise; the payload is still what was wrong.
         raise SignalError(f"payload has a field that cannot be used: {exc.errors()[0]}") from None
+    return fit_for_storage(signal)
+
+
+def _utf16_units(text: str) -> int:
+    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+
+
+def fit_for_storage(signal: Signal) -> Signal:
+    """The signal as it can be stored: valid Unicode, identifiers of a storable length, and
+    free text shortened (saying so in ``facts["shortened"]``) until the whole fits one row.
+
+    :raises SignalError: naming the field, for text that is not valid Unicode, an identifier
+        longer than any real one, or a signal that still does not fit.
+    """
     try:
         # JSON may escape half of a UTF-16 pair ("\ud800"), which decodes to a lone surrogate
         # that no UTF-8 writer takes: the signal could be neither stored nor audited.
-        signal.model_dump_json()
+        text = signal.model_dump_json()
     except (ValueError, PydanticSerializationError):
         raise SignalError(
             "payload has text that is not valid Unicode (a lone surrogate escape such as \\ud800)"
         ) from None
-    return signal
+    for name, limit in MAX_IDENTIFIER_CHARS.items():
+        value = getattr(signal, name)
+        for one in value if isinstance(value, list) else [value]:
+            if one is not None and len(one) > limit:
+                raise SignalError(
+                    f"{_FIELD_NAMES.get(name, name)} is {len(one)} characters long; at most "
+                    f"{limit} can be stored"
+                )
+    if _utf16_units(text) <= MAX_STORED_SIGNAL_CHARS:
+        return signal
+    shortened: set[str] = set()
+    for limit, entries in SHORTENING_STEPS:
+        signal = _shortened(signal, limit, entries, shortened)
+        text = signal.model_dump_json()
+        if _utf16_units(text) <= MAX_STORED_SIGNAL_CHARS:
+            return signal
+    raise SignalError(
+        f"payload makes a signal of {_utf16_units(text)} characters even with its free text "
+        f"shortened ({', '.join(sorted(shortened))}); at most {MAX_STORED_SIGNAL_CHARS} can be "
+        "stored"
+    )
+
+
+_FIELD_NAMES = {
+    "dedupe_key": "the alert or event id",
+    "rule_name": "the alert rule name",
+    "rule_id": "the alert rule id",
+    "resource_id": "the target resource id",
+    "resource_ids": "a target resource id",
+}
+
+
+def _shortened(signal: Signal, limit: int, entries: int, shortened: set[str]) -> Signal:
+    def cut(value: Any, field: str) -> Any:
+        if isinstance(value, str) and len(value) > limit:
+            shortened.add(field)
+            return value[:limit] + f"... [{len(value) - limit} more characters in the raw payload]"
+        return value
+
+    def few(items: list, field: str) -> list:
+        if len(items) > entries:
+            shortened.add(field)
+        return items[:entries]
+
+    def mapping(items: dict, field: str) -> dict:
+        return {k[:200]: cut(v, field) for k, v in few(list(items.items()), field)}
+
+    conditions = [
+        c.model_copy(
+            update={
+                "search_query": cut(c.search_query, "conditions"),
+                "dimensions": mapping(c.dimensions, "conditions"),
+            }
+        )
+        for c in few(signal.conditions, "conditions")
+    ]
+    update = {
+        "description": cut(signal.description, "description"),
+        "resource_ids": few(signal.resource_ids, "resource_ids"),
+        "conditions": conditions,
+        "custom_properties": mapping(signal.custom_properties, "custom_properties"),
+        "facts": mapping({k: v for k, v in signal.facts.items() if k != "shortened"}, "facts"),
+    }
+    update["facts"]["shortened"] = ", ".join(sorted(shortened))
+    return signal.model_copy(update=update)
 
 
 # ---------------------------------------------------------------------------------------
@@ -851,7 +941,7 @@ def declaration_signal(
     occurred_at: datetime | None = None,
 ) -> Signal:
     """The signal behind an incident an operator declares by hand (``POST /api/incidents``)."""
-    return Signal(
+    signal = Signal(
         source=SignalSource.OPERATOR,
         kind=SignalKind.DECLARATION,
         rule_name=f"declared by {declared_by}",
@@ -862,6 +952,7 @@ def declaration_signal(
         dedupe_key=f"declaration:{request_id}",
         facts={"declared_by": declared_by, "suspected_path": suspected_path, "reason": reason},
     )
+    return fit_for_storage(signal)
 
 
 def describe(signals: Iterable[Signal]) -> list[str]:

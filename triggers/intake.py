@@ -208,6 +208,9 @@ async def alerts(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
         signal = parse_alert(body, config=config)
     except SignalError as exc:
         return error(400, str(exc))
+    except Exception as exc:  # parsing is pure: what fails once fails on every resend
+        log.exception("alert payload could not be parsed")
+        return error(400, f"payload could not be read as an alert ({type(exc).__name__})")
     try:
         intake = await in_thread(fold_and_record, signal, body)
     except (StoreError, AuditError, AzureError) as exc:
@@ -278,7 +281,7 @@ async def eventgrid_signals(event: func.EventGridEvent, client: df.DurableOrches
         document = _event_document(event)
         raw = json.dumps(document, default=str, sort_keys=True).encode()
         signal = parse_event(document, config=runtime.config())
-    except (SignalError, ConfigError, TypeError, ValueError) as exc:
+    except Exception as exc:  # parsing is pure: what fails once fails on every redelivery
         # Event Grid would retry an exception for a day; an unusable event is recorded instead.
         log.warning("event not usable, recorded and dropped: %s", exc)
         await in_thread(_record_unusable, event, str(exc))
