@@ -17,7 +17,7 @@ from shared.classification import PATH_FAMILY
 from shared.incident import compose_phase, plan_instance_id
 from shared.models import Phase, Role, RunbookPath
 from shared.plans import OPERATOR_EVENT
-from shared.signals import declaration_signal
+from shared.signals import SignalError, declaration_signal
 from shared.stores import StoreError
 from triggers._http import (
     Refusal,
@@ -42,7 +42,7 @@ class Declaration(BaseModel):
     environment: str = Field(min_length=1, max_length=100)
     path: RunbookPath | None = Field(default=None, description="the path the operator suspects")
     reason: str = Field(min_length=1, max_length=2000)
-    suspected_since: str | None = None
+    suspected_since: str | None = Field(default=None, max_length=100)
 
 
 class OperatorRequest(BaseModel):
@@ -64,13 +64,16 @@ async def declare_incident(req: func.HttpRequest, client: df.DurableOrchestratio
     except KeyError:
         return error(404, f"environment {declaration.environment!r} is not in the configuration")
 
-    signal = declaration_signal(
-        environment=declaration.environment,
-        declared_by=principal.name,
-        reason=declaration.reason,
-        request_id=uuid.uuid4().hex,
-        suspected_path=declaration.path.value if declaration.path else None,
-    )
+    try:
+        signal = declaration_signal(
+            environment=declaration.environment,
+            declared_by=principal.name,
+            reason=declaration.reason,
+            request_id=uuid.uuid4().hex,
+            suspected_path=declaration.path.value if declaration.path else None,
+        )
+    except SignalError as exc:
+        return error(400, f"the declaration cannot be recorded: {exc}")
     if declaration.suspected_since:
         signal.facts["suspected_since"] = declaration.suspected_since
     family = PATH_FAMILY[declaration.path] if declaration.path else None
@@ -136,7 +139,9 @@ def incident_view(summary, incident: dict, plan: dict | None, runtime_status: st
             "reasons": incident.get("reasons", []),
         },
         "openGates": open_gates,
-        "signals": incident.get("signals") or stores.signal_log.counts(summary.incident_id),
+        # The stored counts, not the orchestration's last reading (it re-reads its signals
+        # only when they change what it would decide, so its figure lags behind a storm).
+        "signals": stores.signal_log.counts(summary.incident_id).model_dump(),
         "declaredBy": summary.declared_by,
         "startedAt": summary.started_at,
         "endedAt": summary.ended_at,

@@ -150,3 +150,49 @@ def test_resolved_alert_without_an_open_incident_is_ignored(stack: Stack, quiet_
 
     assert r.json()["disposition"] == "ignored"
     assert "nothing to stand down" in r.json()["reason"]
+
+
+def test_the_quiet_period_runs_from_arrival_whatever_time_the_sender_wrote(stack: Stack, quiet_key):
+    """A resolved alert dated at the end of time (or long ago) still stands the incident down,
+    one quiet period after it arrived: the sender's clock neither breaks nor shortens it."""
+    import time
+    from datetime import UTC, datetime
+
+    alert_id = str(uuid.uuid4())
+    target = stack.resource("prod-eu")
+    fired = stack.post_alert(common_alert(target, alert_id=alert_id)).json()
+    incident_id = fired["incidentId"]
+    stack.wait_gate(incident_id, "recovery")
+    resolved = common_alert(target, alert_id=alert_id, condition="Resolved")
+    resolved["data"]["essentials"]["resolvedDateTime"] = "9999-12-31T23:59:59Z"
+    sent_at = datetime.now(UTC)
+    sent = time.monotonic()
+
+    answer = stack.post_alert(resolved).json()
+
+    assert answer["disposition"] == "folded" and not answer["duplicate"]
+    view = stack.wait_ended(incident_id, timeout_s=60)
+    assert view["phase"] == "stood-down", view["timeline"][-3:]
+    assert time.monotonic() - sent >= 3  # the session stack's quiet period
+    records = stack.audit(incident_id)
+    stood = [r for r in records if "standing down" in (r.reason or "")]
+    assert stood, [(r.action, r.reason) for r in records][-10:]
+    arrived = stood[-1].reason.split("arrived at ", 1)[1].split(" and", 1)[0]
+    assert datetime.fromisoformat(arrived) >= sent_at.replace(microsecond=0)
+
+
+def test_the_incident_view_counts_every_stored_signal(stack: Stack, quiet_key):
+    """GET /api/incidents/{id} shows the stored counts, not the orchestration's last reading
+    (it re-reads only at thresholds: 5, 25, ... signals)."""
+    target = stack.resource("prod-eu")
+    first = stack.post_alert(common_alert(target, rule="pg-weu-health")).json()
+    incident_id = first["incidentId"]
+    stack.wait_gate(incident_id, "recovery")
+    for _ in range(6):
+        assert stack.post_alert(common_alert(target, rule="pg-weu-health")).status_code == 202
+
+    stored = stack.stores().signal_log.counts(incident_id)
+    view = stack.incident(incident_id)
+
+    assert stored.total == 7
+    assert view["signals"] == stored.model_dump()
