@@ -686,6 +686,8 @@ class DevHost:
             return _error(408, str(exc))
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _error(400, "the Event Grid delivery is not valid JSON")
+        except RecursionError:
+            return _error(400, "the Event Grid delivery is not JSON: nested too deeply")
         ctype = request.content_type
         if ctype == "application/cloudevents+json":
             events = [payload]
@@ -724,7 +726,7 @@ class DevHost:
             body = json.loads(raw) if raw.strip() else {}
         except _SlowBody as exc:
             return _error(408, str(exc))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return _error(400, 'the body must be JSON: {"input": "..."}')
         text = body.get("input") if isinstance(body, dict) else None
         if info.trigger_type == "timerTrigger":

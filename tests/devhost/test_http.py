@@ -214,6 +214,17 @@ def test_eventgrid_unknown_function_is_404_and_raising_function_is_500(devhost):
     assert r.status_code == 500
 
 
+def test_an_eventgrid_delivery_nested_too_deeply_is_a_json_400(devhost):
+    url = devhost.url + "/runtime/webhooks/eventgrid"
+    body = "[" * 5000 + "]" * 5000
+    r = requests.post(
+        url, params={"functionName": "eg_fails"}, data=body,
+        headers={"Content-Type": "application/json"}, timeout=10,
+    )  # fmt: skip
+    assert r.status_code == 400
+    assert "nested too deeply" in r.json()["error"]
+
+
 def test_admin_runs_a_timer_function_by_hand(devhost):
     r = requests.post(devhost.url + "/admin/functions/tick", json={"input": ""}, timeout=5)
     assert r.status_code == 202
