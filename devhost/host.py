@@ -700,7 +700,7 @@ class DevHost:
         if request.headers.get("aeg-event-type", "").lower() == "subscriptionvalidation":
             data = (events[0].get("data") or {}) if events else {}
             code = data.get("validationCode") if isinstance(data, dict) else None
-            if not code:
+            if not code or not isinstance(code, str):
                 return _error(400, "subscription validation event without data.validationCode")
             log.info("Event Grid subscription validated for %s", info.name)
             return web.json_response({"validationResponse": code})
