@@ -53,3 +53,62 @@ def test_a_move_whose_lines_all_went_to_another_company_is_not_lineless(seeded):
     assert second.check("ledger.unbalanced_moves").status == "pass"
     everything = db.validate()
     assert everything.check("ledger.orphan_lines").count == lines
+
+
+def test_lines_whose_move_is_gone_are_found_when_no_line_is_out_of_step(seeded):
+    db = seeded(17, moves=300)
+    gone = db.one(
+        "SELECT min(m.id) FROM account_move m JOIN account_journal j ON j.id = m.journal_id "
+        "WHERE j.code = 'MISC' AND m.state = 'posted'"
+    )
+    lines = {r[0] for r in db.sql("SELECT id FROM account_move_line WHERE move_id = %s", (gone,))}
+    db.sql("ALTER TABLE account_move_line DROP CONSTRAINT account_move_line_move_id_fkey")
+    db.sql("DELETE FROM account_move WHERE id = %s", (gone,))
+    report = db.validate()
+    orphans = report.check("ledger.orphan_lines")
+    assert orphans.count == len(lines)
+    assert {s["line_id"] for s in orphans.samples} == lines
+    assert {s["reason"] for s in orphans.samples} == {"move missing"}
+    assert report.check("ledger.unbalanced_moves").status == "pass"
+
+
+def test_the_planner_settings_change_no_result(seeded, monkeypatch):
+    """The ledger pass, the reconciliation and the recovery point steer the planner (walks in
+    index order, probes, scans); the plans it picks unsteered give the same findings."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.finance import checks
+
+    db = seeded(17, moves=300)
+    misc = [r[0] for r in db.sql(
+        "SELECT m.id FROM account_move m JOIN account_journal j ON j.id = m.journal_id "
+        "WHERE j.code = 'MISC' AND m.state = 'posted' ORDER BY m.id LIMIT 3"
+    )]  # fmt: skip
+    db.sql(
+        "UPDATE account_move_line SET balance = balance + 2, debit = debit + 2 WHERE id = "
+        "(SELECT min(id) FROM account_move_line WHERE move_id = %s)",
+        (misc[0],),
+    )
+    db.sql("DELETE FROM account_move_line WHERE move_id = %s", (misc[1],))
+    db.sql("ALTER TABLE account_move_line DROP CONSTRAINT account_move_line_move_id_fkey")
+    db.sql("DELETE FROM account_move WHERE id = %s", (misc[2],))
+    db.sql(
+        "UPDATE account_move_line SET amount_residual = amount_residual + 1 WHERE id = "
+        "(SELECT min(debit_move_id) FROM account_partial_reconcile)"
+    )
+    point = datetime.now(UTC) + timedelta(hours=1)
+    db.sql(
+        "UPDATE account_move SET write_date = %s WHERE id = (SELECT max(id) FROM account_move)",
+        (point.replace(tzinfo=None) + timedelta(minutes=5),),
+    )
+    ids = ("ledger.unbalanced_moves", "ledger.orphan_lines", "reconcile.inconsistent",
+           "recovery_point.after")  # fmt: skip
+    steered = db.validate(recovery_point=point)
+    monkeypatch.setattr(checks, "_lines_in_move_order", lambda conn: ())
+    for name in ("PROBE_SIDES", "GROUP_IN_ORDER", "SCAN_ALL"):
+        monkeypatch.setattr(checks, name, ())
+    plain = db.validate(recovery_point=point)
+    for check_id in ids:
+        a, b = steered.check(check_id), plain.check(check_id)
+        assert a.status == "fail", check_id
+        assert (a.count, a.samples, a.detail) == (b.count, b.samples, b.detail), check_id
