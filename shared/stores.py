@@ -734,22 +734,44 @@ class ApprovalStore:
 
 
 class ActionTokenUses:
-    """Spent card action tokens: the first use inserts the row, any later use finds it."""
+    """Spent card action tokens: the first use inserts the row, any later use finds it.
+
+    A card sent to an approver group carries one token per decision for the whole group, so
+    the relay spends it per responder (``responder``, the UPN the card answer names): each
+    person of the group can use it once. Without a responder the token itself is used once.
+    """
 
     def __init__(self, table: _Table):
         self.table = table
 
-    def use(self, token_id: str, *, incident_id: str, expires_at: datetime) -> bool:
-        """True the first time ``token_id`` is used, False ever after."""
+    @staticmethod
+    def _keys(token_id: str, responder: str | None) -> tuple[str, str]:
+        row = token_id if responder is None else f"{token_id}.{_digest(responder.lower(), 40)}"
+        return token_id[:2] or "_", row
+
+    def use(
+        self,
+        token_id: str,
+        *,
+        incident_id: str,
+        expires_at: datetime,
+        responder: str | None = None,
+    ) -> bool:
+        """True the first time ``token_id`` is used (by ``responder``), False ever after."""
+        partition, row = self._keys(token_id, responder)
         return self.table.insert(
             {
-                "PartitionKey": token_id[:2] or "_",
-                "RowKey": token_id,
+                "PartitionKey": partition,
+                "RowKey": row,
                 "incident_id": incident_id,
                 "expires_at": _iso(expires_at),
                 "used_at": _iso(_now()),
             }
         )
+
+    def give_back(self, token_id: str, *, responder: str | None = None) -> None:
+        """Forget a use whose decision could not be stored, so the press can be repeated."""
+        self.table.delete(*self._keys(token_id, responder))
 
 
 class RawPayloads:

@@ -4,6 +4,10 @@ Order of checks, so that nothing leaks and nothing is half-done: the bearer toke
 before any lookup), then the body (400), then the incident (404), the open gate (409), the
 person's right to decide it (403, audited). The decision is recorded in the store before the
 gate's doorbell rings, so a decision that arrives before the gate waits is applied once.
+
+A card's action token is spent for its responder only after every one of these checks passed
+and just before the decision is recorded: a press that is refused, or that repeats a decision
+the responder made already, leaves the token to the rest of the approver group.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from shared import runtime
 from shared.auth import (
+    ActionClaims,
     ActionTokenSigner,
     AuthConfigError,
     Unauthenticated,
@@ -24,6 +29,7 @@ from shared.auth import (
 from shared.folding import doorbell_event
 from shared.gates import refusal, same_person
 from shared.models import ApprovalDecision, Decision, Gate, Principal
+from shared.stores import ActionTokenUses, StoreError
 from triggers._http import (
     Refusal,
     answer,
@@ -56,8 +62,48 @@ class CardBody(BaseModel):
     model_config = {"populate_by_name": True}
 
 
-def decide(incident_id: str, principal: Principal, body: DecisionBody, via: str) -> dict:
-    """Check the gate and the person, record the decision; returns what to answer."""
+class CardPress:
+    """One responder's press of a card action: the token, spent for that responder once."""
+
+    def __init__(self, uses: ActionTokenUses, claims: ActionClaims, responder: str):
+        self.uses = uses
+        self.claims = claims
+        self.responder = responder
+
+    def spend(self) -> bool:
+        """True when this responder had not used the token yet (it is used now)."""
+        return self.uses.use(
+            self.claims.token_id,
+            incident_id=self.claims.incident_id,
+            expires_at=self.claims.expires_at,
+            responder=self.responder,
+        )
+
+    def give_back(self) -> None:
+        """Forget the use of a press whose decision was not stored (best effort)."""
+        try:
+            self.uses.give_back(self.claims.token_id, responder=self.responder)
+        except StoreError as exc:
+            log.warning(
+                "card token use of %s for '%s' kept: %s",
+                self.responder,
+                self.claims.incident_id,
+                exc,
+            )
+
+
+def decide(
+    incident_id: str,
+    principal: Principal,
+    body: DecisionBody,
+    via: str,
+    press: CardPress | None = None,
+) -> dict:
+    """Check the gate and the person, record the decision; returns what to answer.
+
+    ``press``, for a card answer, is spent once the decision is about to be recorded (409 when
+    its responder used it already) and given back when recording it fails.
+    """
     stores = runtime.stores()
     if stores.stores.incidents.get(incident_id) is None:
         return {"status": 404, "error": f"no incident {incident_id!r}"}
@@ -90,18 +136,27 @@ def decide(incident_id: str, principal: Principal, body: DecisionBody, via: str)
     if earlier is not None:
         # The same person decided this gate already (perhaps by the other route): it stands.
         return _repeated(incident_id, body, gate, earlier, stores=stores)
-    recorded = stores.stores.approvals.record(
-        ApprovalDecision(
-            incident_id=incident_id,
-            gate=body.gate,
-            decision=body.decision,
-            approver=principal,
-            comment=body.comment,
-            decided_at=datetime.now(UTC),
-            via=via,
-            gate_instance=gate.policy.instance_id,
+    if press is not None and not press.spend():
+        # Another press of this responder is being recorded, or this card decided an earlier
+        # opening of the gate: a card answer is not replayed into a decision.
+        return {"status": 409, "error": f"action token was already used by {press.responder}"}
+    try:
+        recorded = stores.stores.approvals.record(
+            ApprovalDecision(
+                incident_id=incident_id,
+                gate=body.gate,
+                decision=body.decision,
+                approver=principal,
+                comment=body.comment,
+                decided_at=datetime.now(UTC),
+                via=via,
+                gate_instance=gate.policy.instance_id,
+            )
         )
-    )
+    except Exception:
+        if press is not None:
+            press.give_back()  # nothing stands for this press: the responder may press again
+        raise
     if not recorded.created:
         return _repeated(incident_id, body, gate, recorded.decision, stores=stores)
     runtime.audit().append(
@@ -178,7 +233,8 @@ def _signer() -> ActionTokenSigner:
 
 
 def relay(body: CardBody) -> dict:
-    """Spend the card's action token and decide as the responder it names."""
+    """Decide as the responder the card answer names, spending the token for them only when
+    their decision is recorded (the rest of the group can still use the card)."""
     try:
         signer = _signer()
     except AuthConfigError as exc:
@@ -200,10 +256,8 @@ def relay(body: CardBody) -> dict:
             "status": 403,
             "error": f"{body.responder} is not an approver of the '{claims.gate.value}' gate",
         }
-    try:
-        signer.spend(body.action_token, stores.stores.action_tokens)
-    except Unauthenticated as exc:
-        return {"status": 409 if "already used" in str(exc) else 401, "error": str(exc)}
+    if not body.responder_id and gate.policy.declared_by not in ("", "system"):
+        return _unidentified(claims, body)
     principal = Principal(
         subject=body.responder_id or body.responder, name=body.responder, roles=(member.role,)
     )
@@ -212,7 +266,29 @@ def relay(body: CardBody) -> dict:
         principal,
         DecisionBody(gate=claims.gate, decision=claims.decision, comment=body.comment),
         "card",
+        CardPress(stores.stores.action_tokens, claims, body.responder),
     )
+
+
+def _unidentified(claims: ActionClaims, body: CardBody) -> dict:
+    """Refuse a card answer that names its responder by UPN only, at an incident a person declared.
+
+    The declarer is known by the object id of the token they declared with, so a responder
+    without one could be the declarer: four-eyes cannot be checked, and is not assumed.
+    """
+    why = (
+        f"the card answer names no object id for {body.responder}, and incident "
+        f"{claims.incident_id} was declared by a person: four-eyes needs the responder's object "
+        "id (decide through the approvals endpoint instead)"
+    )
+    runtime.audit().append(
+        claims.incident_id,
+        "approval.refused",
+        actor=body.responder,
+        reason=why,
+        detail={"gate": claims.gate.value, "decision": claims.decision.value, "via": "card"},
+    )
+    return {"status": 403, "error": why}
 
 
 @bp.route(route="approvals/card", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
