@@ -165,7 +165,10 @@ async def start_or_ring(
         summary = await in_thread(runtime.stores().stores.incidents.get, intake.incident_id)
         if summary is None or summary.ended_at is not None:
             return
-        if datetime.now(UTC) - summary.started_at < RESCUE_AFTER:
+        # The winner's own signal delivered again (its first delivery failed after the index
+        # insert and was answered 503) starts it at once: that delivery is the one that won.
+        own = summary.first_signal == signal.dedupe_key
+        if not own and datetime.now(UTC) - summary.started_at < RESCUE_AFTER:
             return
         recovered = intake.model_copy(
             update={"correlation_key": summary.correlation_key, "family": summary.family}

@@ -42,9 +42,10 @@ class _HangUpOn:
     that it reads a request whose request line starts with ``prefix`` and closes the
     connection without answering."""
 
-    def __init__(self, upstream_port: int, prefix: bytes) -> None:
+    def __init__(self, upstream_port: int, prefix: bytes, times: int | None = None) -> None:
         self.upstream_port = upstream_port
         self.prefix = prefix
+        self.times = times  # hang up on the first so many matching requests (None: all)
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -78,7 +79,9 @@ class _HangUpOn:
                     if line.lower().startswith(b"content-length:"):
                         length = int(line.split(b":", 1)[1])
                 body = reader.read(length) if length else b""
-                if head.startswith(self.prefix):
+                if head.startswith(self.prefix) and (
+                    self.times is None or self.hung_up < self.times
+                ):
                     self.hung_up += 1
                     return
                 upstream.sendall(head + body)
@@ -101,14 +104,12 @@ class _HangUpOn:
         self.sock.close()
 
 
-@pytest.fixture(scope="module")
-def counters_hang_up(devhost_factory, tmp_path_factory):
-    """A devhost whose table storage hangs up on every merge into the counters table."""
+def _stack_behind(devhost_factory, tmp_path_factory, prefix: bytes, times: int | None = None):
     from devhost.azurite import Azurite
 
     azurite = Azurite(tmp_path_factory.mktemp("azurite-hangup"))
     azurite.start()
-    proxy = _HangUpOn(azurite.table_port, b"PATCH /devstoreaccount1/drcounters(")
+    proxy = _HangUpOn(azurite.table_port, prefix, times)
     host = devhost_factory(
         app_dir=REPO,
         env={
@@ -118,7 +119,29 @@ def counters_hang_up(devhost_factory, tmp_path_factory):
             "DR_ARM_STATIC_TOKEN": "no-azure",
         },
     )
-    yield host.start(timeout_s=90), proxy
+    return host.start(timeout_s=90), proxy, azurite
+
+
+@pytest.fixture(scope="module")
+def counters_hang_up(devhost_factory, tmp_path_factory):
+    """A devhost whose table storage hangs up on every merge into the counters table."""
+    host, proxy, azurite = _stack_behind(
+        devhost_factory, tmp_path_factory, b"PATCH /devstoreaccount1/drcounters("
+    )
+    yield host, proxy
+    host.stop()
+    proxy.close()
+    azurite.stop()
+
+
+@pytest.fixture(scope="module")
+def first_signal_row_hangs_up(devhost_factory, tmp_path_factory):
+    """A devhost whose table storage hangs up on storing the first signal on its incident
+    (twice: the insert and the one resend after a dropped connection)."""
+    host, proxy, azurite = _stack_behind(
+        devhost_factory, tmp_path_factory, b"POST /devstoreaccount1/drincidentsignals", times=2
+    )
+    yield host, proxy
     host.stop()
     proxy.close()
     azurite.stop()
@@ -199,3 +222,41 @@ def test_storage_that_hangs_up_without_answering_is_503_with_retry_after(counter
     assert r.status_code == 503, r.text
     assert r.headers.get("Retry-After", "").isdigit()
     assert "send it again" in r.json()["error"]
+
+
+def test_the_winners_resent_alert_starts_the_incident_its_failed_delivery_left(
+    first_signal_row_hangs_up,
+):
+    """The first delivery won the index insert, then storage failed: 503, no orchestration.
+    Azure Monitor sends it again; that delivery starts the incident at once (no 30 s wait for
+    some later signal to rescue it)."""
+    import time
+
+    import requests
+
+    host, proxy = first_signal_row_hangs_up
+    alert = _alert()
+    first = requests.post(
+        f"{host.url}/api/alerts", data=alert, headers={"Content-Type": "application/json"},
+        timeout=120,
+    )  # fmt: skip
+    assert proxy.hung_up == 2
+    assert first.status_code == 503, first.text
+
+    again = requests.post(
+        f"{host.url}/api/alerts", data=alert, headers={"Content-Type": "application/json"},
+        timeout=120,
+    )  # fmt: skip
+
+    assert again.status_code == 202, again.text
+    incident_id = again.json()["incidentId"]
+    assert incident_id
+    status = None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        r = requests.get(again.json()["statusQueryGetUri"], timeout=10)
+        if r.status_code in (200, 202):  # 202 while it runs
+            status = r.json().get("runtimeStatus")
+            break
+        time.sleep(0.2)
+    assert status in ("Pending", "Running", "Completed"), (status, again.text)
