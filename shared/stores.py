@@ -212,12 +212,22 @@ def connection_string_from_settings(env: dict[str, str] | None = None) -> str:
 
 
 class _Table:
-    """One table, created on first use."""
+    """One table: its client built with it, the table created on first use.
+
+    The table clients of one ``TableServiceClient`` share its pipeline's policies, and building
+    one relinks them: a request another thread sends through a sibling client at that moment
+    can meet a policy not linked yet (azure-core's ``'_SansIOHTTPPolicyRunner' object has no
+    attribute 'next'``). So the client is built here, while the stores are put together and
+    nothing is sent yet, and the first use only creates the table, through this client.
+    Build every ``_Table`` of a service before sending through any of them.
+    """
 
     def __init__(self, service: TableServiceClient, name: str):
         self._service = service
         self.name = name
-        self._client: TableClient | None = None
+        self._client: TableClient = service.get_table_client(name)
+        self._created = False
+        self._creating = threading.Lock()
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -226,10 +236,19 @@ class _Table:
 
     @property
     def client(self) -> TableClient:
-        if self._client is None:
-            with _calling(f"creating table {self.name}"):
-                self._client = self._service.create_table_if_not_exists(self.name)
+        if not self._created:
+            with self._creating:  # the first callers wait for one creation, not send several
+                if not self._created:
+                    self._create()
         return self._client
+
+    def _create(self) -> None:
+        try:
+            with _calling(f"creating table {self.name}"):
+                self._client.create_table()
+        except ResourceExistsError:
+            pass
+        self._created = True
 
     def insert(self, entity: dict) -> bool:
         """Insert if absent: True when this call created the row, False when it existed."""
