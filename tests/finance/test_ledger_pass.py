@@ -73,8 +73,9 @@ def test_lines_whose_move_is_gone_are_found_when_no_line_is_out_of_step(seeded):
 
 
 def test_the_planner_settings_change_no_result(seeded, monkeypatch):
-    """The ledger pass, the reconciliation and the recovery point steer the planner (walks in
-    index order, probes, scans); the plans it picks unsteered give the same findings."""
+    """The ledger pass, the reconciliation, the duplicated names and the recovery point steer
+    the planner (walks in index order, probes, sorts, scans); the plans it picks unsteered give
+    the same findings."""
     from datetime import UTC, datetime, timedelta
 
     from shared.finance import checks
@@ -82,7 +83,7 @@ def test_the_planner_settings_change_no_result(seeded, monkeypatch):
     db = seeded(17, moves=300)
     misc = [r[0] for r in db.sql(
         "SELECT m.id FROM account_move m JOIN account_journal j ON j.id = m.journal_id "
-        "WHERE j.code = 'MISC' AND m.state = 'posted' ORDER BY m.id LIMIT 3"
+        "WHERE j.code = 'MISC' AND m.state = 'posted' ORDER BY m.id LIMIT 5"
     )]  # fmt: skip
     db.sql(
         "UPDATE account_move_line SET balance = balance + 2, debit = debit + 2 WHERE id = "
@@ -96,16 +97,22 @@ def test_the_planner_settings_change_no_result(seeded, monkeypatch):
         "UPDATE account_move_line SET amount_residual = amount_residual + 1 WHERE id = "
         "(SELECT min(debit_move_id) FROM account_partial_reconcile)"
     )
+    db.sql("DROP INDEX account_move_unique_name")
+    db.sql(
+        "UPDATE account_move SET name = (SELECT name FROM account_move WHERE id = %s) "
+        "WHERE id = %s",
+        (misc[3], misc[4]),
+    )
     point = datetime.now(UTC) + timedelta(hours=1)
     db.sql(
         "UPDATE account_move SET write_date = %s WHERE id = (SELECT max(id) FROM account_move)",
         (point.replace(tzinfo=None) + timedelta(minutes=5),),
     )
     ids = ("ledger.unbalanced_moves", "ledger.orphan_lines", "reconcile.inconsistent",
-           "recovery_point.after")  # fmt: skip
+           "sequence.duplicates", "recovery_point.after")  # fmt: skip
     steered = db.validate(recovery_point=point)
     monkeypatch.setattr(checks, "_lines_in_move_order", lambda conn: ())
-    for name in ("PROBE_SIDES", "GROUP_IN_ORDER", "SCAN_ALL"):
+    for name in ("PROBE_SIDES", "GROUP_IN_ORDER", "SORTED_NAMES", "SCAN_ALL"):
         monkeypatch.setattr(checks, name, ())
     plain = db.validate(recovery_point=point)
     for check_id in ids:
