@@ -108,21 +108,28 @@ def test_a_non_approvers_press_leaves_the_card_to_the_next_approver(app):
     assert taken["status"] == 202 and taken["body"]["recorded"], taken
 
 
-def test_two_approvers_of_a_two_person_gate_both_count_from_one_card(app):
-    open_gate(app, required=2)
-    token = card_token(app)
-    barrier = threading.Barrier(2)
-    answers: dict[str, dict] = {}
+def at_once(token: str, responders: list[str]) -> list[dict]:
+    """Each responder presses the card in a thread of its own, all released together."""
+    barrier = threading.Barrier(len(responders))
+    answers: list[dict | None] = [None] * len(responders)
 
-    def at_once(responder: str) -> None:
+    def one(n: int, responder: str) -> None:
         barrier.wait()
-        answers[responder] = press(token, responder)
+        answers[n] = press(token, responder)
 
-    threads = [threading.Thread(target=at_once, args=(who,)) for who in ("bob", "carol")]
+    threads = [threading.Thread(target=one, args=item) for item in enumerate(responders)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    return answers
+
+
+def test_two_approvers_of_a_two_person_gate_both_count_from_one_card(app):
+    open_gate(app, required=2)
+    token = card_token(app)
+    presses = at_once(token, ["bob", "carol"])
+    answers = dict(zip(["bob", "carol"], presses, strict=True))
 
     assert {who: a["status"] for who, a in answers.items()} == {"bob": 202, "carol": 202}
     assert all(a["body"]["recorded"] for a in answers.values())
@@ -132,18 +139,7 @@ def test_two_approvers_of_a_two_person_gate_both_count_from_one_card(app):
 def test_one_responders_concurrent_presses_record_one_decision(app):
     open_gate(app)
     token = card_token(app)
-    barrier = threading.Barrier(6)
-    answers: list[dict] = []
-
-    def at_once() -> None:
-        barrier.wait()
-        answers.append(press(token, "bob"))
-
-    threads = [threading.Thread(target=at_once) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    answers = at_once(token, ["bob"] * 6)
 
     recorded = [a for a in answers if a["status"] == 202 and a["body"]["recorded"]]
     others = [a for a in answers if a not in recorded]

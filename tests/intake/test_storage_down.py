@@ -199,24 +199,23 @@ def test_bad_input_is_still_400_when_storage_is_down(no_storage):
     assert r.status_code == 400
 
 
-def test_storage_that_hangs_up_without_answering_is_503_with_retry_after(counters_hang_up):
+def _post(host, body: bytes):
     import requests
 
-    host, proxy = counters_hang_up
-    alert = _alert()
-    first = requests.post(
-        f"{host.url}/api/alerts", data=alert, headers={"Content-Type": "application/json"},
+    return requests.post(
+        f"{host.url}/api/alerts", data=body, headers={"Content-Type": "application/json"},
         timeout=120,
     )  # fmt: skip
+
+
+def test_storage_that_hangs_up_without_answering_is_503_with_retry_after(counters_hang_up):
+    host, proxy = counters_hang_up
+    alert = _alert()
+    first = _post(host, alert)
     assert first.status_code == 202, first.text  # it started the incident (no counters yet)
     second = json.loads(alert)
     second["data"]["essentials"]["alertId"] += "-again"
-    r = requests.post(
-        f"{host.url}/api/alerts",
-        data=json.dumps(second).encode(),
-        headers={"Content-Type": "application/json"},
-        timeout=120,
-    )
+    r = _post(host, json.dumps(second).encode())
 
     assert proxy.hung_up >= 1  # the counters' merge reached storage and got no answer
     assert r.status_code == 503, r.text
@@ -236,17 +235,11 @@ def test_the_winners_resent_alert_starts_the_incident_its_failed_delivery_left(
 
     host, proxy = first_signal_row_hangs_up
     alert = _alert()
-    first = requests.post(
-        f"{host.url}/api/alerts", data=alert, headers={"Content-Type": "application/json"},
-        timeout=120,
-    )  # fmt: skip
+    first = _post(host, alert)
     assert proxy.hung_up == 2
     assert first.status_code == 503, first.text
 
-    again = requests.post(
-        f"{host.url}/api/alerts", data=alert, headers={"Content-Type": "application/json"},
-        timeout=120,
-    )  # fmt: skip
+    again = _post(host, alert)
 
     assert again.status_code == 202, again.text
     incident_id = again.json()["incidentId"]
