@@ -11,11 +11,13 @@ from pydantic import BaseModel
 from activities.database import evidence as probe_databases
 from activities.watch import observations
 from shared import notify, runtime
+from shared.classification import classify
 from shared.incident import (
     Assessment,
     PlannedIncident,
     plan_config,
     plan_evidence,
+    signal_facts,
 )
 from shared.models import Classification, Evidence, Phase, RunbookPath
 from shared.plans import PlanError, build_plan
@@ -56,7 +58,11 @@ class RecordRequest(BaseModel):
 
 
 def assess(req: AssessRequest) -> Assessment:
-    """Read the incident's folded signals and evidence, and probe its database servers."""
+    """Probe the incident's database servers, then classify its folded signals and evidence.
+
+    Classification is pure and reads every signal of the incident; it runs here, once, so that
+    the orchestration's history holds its result rather than a storm's signals.
+    """
     stores = runtime.stores()
     env = runtime.config().environment(req.environment)
     signals = stores.signal_log.signals(req.incident_id)
@@ -84,7 +90,9 @@ def assess(req: AssessRequest) -> Assessment:
                 stores.stores.evidence.add(req.incident_id, fact)
     evidence: list[Evidence] = stores.stores.evidence.list(req.incident_id)
     return Assessment(
-        signals=signals,
+        classification=classify(signals, evidence, primary_region=env.primary_region),
+        signal_facts=signal_facts(signals),
+        signals_read=len(signals),
         evidence=evidence,
         counts=stores.signal_log.counts(req.incident_id),
         database=database,

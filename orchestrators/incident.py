@@ -15,7 +15,6 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared.classification import classify
 from shared.folding import doorbell_event
 from shared.incident import (
     Assessment,
@@ -114,10 +113,9 @@ def incident(context: df.DurableOrchestrationContext):
     assessment = Assessment.model_validate(raw)
     run.status.signals = assessment.counts
 
-    # Classify: one runbook path, with the reasons a person can check.
-    classification = classify(
-        assessment.signals, assessment.evidence, primary_region=assessment.primary_region
-    )
+    # Classify: one runbook path, with the reasons a person can check (the assess activity
+    # classified every folded signal; its history entry holds the result, not the signals).
+    classification = assessment.classification
     if start.suspected_path and not classification.disaster:
         run.status.reasons.append(
             f"the declarer suspected {start.suspected_path}; the evidence does not show a disaster"

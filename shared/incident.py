@@ -52,10 +52,30 @@ class IncidentStart(BaseModel):
     reason: str | None = None
 
 
-class Assessment(BaseModel):
-    """What the assess activity found: the folded signals, evidence, and database facts."""
+class SignalFacts(BaseModel):
+    """What planning reads of an incident's signals, taken from all of them at assessment."""
 
-    signals: list[Signal]
+    first_fired_at: datetime | None = None
+    dependency_name: str | None = None
+    dependency_kind: str | None = None
+    ingress_degraded: bool = False
+    suspected_since: str | None = Field(
+        default=None, description="what the first declaration gave as the damage's start"
+    )
+
+
+class Assessment(BaseModel):
+    """What the assess activity found: the classification of the folded signals and evidence,
+    what planning reads of the signals, and the database facts.
+
+    The signals themselves stay out: this is an activity result, kept in the orchestration's
+    history and decoded on every replay, and a storm folds thousands of signals into one
+    incident. They are classified here, once, from the signal log.
+    """
+
+    classification: Classification
+    signal_facts: SignalFacts = Field(default_factory=SignalFacts)
+    signals_read: int = Field(default=0, description="how many signals were classified")
     evidence: list[Evidence]
     counts: SignalCounts
     database: dict[str, Any] | None = Field(
@@ -214,12 +234,10 @@ def plan_config(name: str, env: Environment, *, frontdoor_url: str | None = None
     }
 
 
-def plan_evidence(assessment: Assessment, classification: Classification) -> dict[str, Any]:
-    """What assessment measured, for ``${evidence.*}`` references and ``when`` conditions."""
-    db = assessment.database or {}
-    exposure = db.get("exposure") or {}
-    fired = [s for s in assessment.signals if s.fired]
-    first_at = min((s.occurred_at for s in fired if s.occurred_at), default=None)
+def signal_facts(signals: list[Signal]) -> SignalFacts:
+    """What planning reads of the signals: when the first fired, which dependency or ingress
+    they are about, and when a declarer suspects the damage began."""
+    fired = [s for s in signals if s.fired]
 
     def about(*words: str) -> Signal | None:
         for signal in fired:
@@ -237,7 +255,23 @@ def plan_evidence(assessment: Assessment, classification: Classification) -> dic
             (k for k in ("redis", "storage", "integration") if k in text),
             "integration" if any(w in text for w in ("bank", "tax")) else "other",
         )
-    declared = next((s for s in assessment.signals if s.kind.value == "declaration"), None)
+    declared = next((s for s in signals if s.kind.value == "declaration"), None)
+    suspected = declared.facts.get("suspected_since") if declared else None
+    return SignalFacts(
+        first_fired_at=min((s.occurred_at for s in fired if s.occurred_at), default=None),
+        dependency_name=(dependency.component or dependency.rule_name) if dependency else None,
+        dependency_kind=kind,
+        ingress_degraded=ingress is not None,
+        suspected_since=_iso(suspected) if suspected else None,
+    )
+
+
+def plan_evidence(assessment: Assessment, classification: Classification) -> dict[str, Any]:
+    """What assessment measured, for ``${evidence.*}`` references and ``when`` conditions."""
+    db = assessment.database or {}
+    exposure = db.get("exposure") or {}
+    facts = assessment.signal_facts
+    first_at = facts.first_fired_at
     return {
         "path": classification.path.value,
         "confidence": classification.confidence,
@@ -255,20 +289,10 @@ def plan_evidence(assessment: Assessment, classification: Classification) -> dic
             or "no database evidence: the primary is presumed lost",
         },
         "primary": {"reachable": (db.get("primary") or {}).get("reachable")},
-        "damage": {
-            "suspected_since": _iso(
-                (declared.facts.get("suspected_since") if declared else None) or first_at
-            )
-        },
+        "damage": {"suspected_since": _iso(facts.suspected_since or first_at)},
         "security": {"compromised_since": _iso(first_at)},
-        "dependency": {
-            "name": (dependency.component or dependency.rule_name) if dependency else None,
-            "kind": kind,
-        },
-        "ingress": {
-            "endpoint": "primary",
-            "degraded": ingress is not None,
-        },
+        "dependency": {"name": facts.dependency_name, "kind": facts.dependency_kind},
+        "ingress": {"endpoint": "primary", "degraded": facts.ingress_degraded},
         "release": {"last_good": None},
         "signals": assessment.counts.model_dump(),
         "earlier": assessment.earlier,

@@ -246,7 +246,10 @@ def _finish(fields: dict[str, Any], config: DrConfig | None) -> Signal:
 
 
 def _utf16_units(text: str) -> int:
-    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+    """Length in UTF-16 code units (what Table storage counts): astral characters count two."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def fit_for_storage(signal: Signal) -> Signal:

@@ -6,6 +6,7 @@ gate (and stays open) while the storm folds into it; each test ends its incident
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -96,6 +97,30 @@ def test_five_hundred_mixed_signals_start_one_orchestration(stack: Stack, quiet_
     incident_id = stack.stores().stores.incidents.current(KEY).incident_id
     assert {b["incidentId"] for b in alert_bodies} == {incident_id}
     assert stack.stores().signal_log.counts(incident_id).total == 500
+    _assert_history_holds_no_signals(stack, incident_id)
+
+
+def _assert_history_holds_no_signals(stack: Stack, incident_id: str) -> None:
+    """The orchestration replays its whole history on every event, so a storm's signals must
+    not be in it: the assess activity hands back their classification, not the signals."""
+    stack.wait_gate(incident_id, "recovery")
+    r = stack.request(
+        "GET",
+        f"/runtime/webhooks/durabletask/instances/{incident_id}",
+        params={"showHistory": "true", "showHistoryOutput": "true"},
+    )
+    r.raise_for_status()
+    events = r.json()["historyEvents"]
+    outputs = [e["Result"] for e in events if e["EventType"] == "TaskCompleted" and "Result" in e]
+    outputs = [json.loads(o) if isinstance(o, str) else o for o in outputs]
+    assessed = [o for o in outputs if isinstance(o, dict) and "classification" in o]
+    assert len(assessed) == 1, [e.get("EventType") for e in events]
+    assert "signals" not in assessed[0]
+    assert assessed[0]["signals_read"] >= 1
+    # The first signal is the orchestration's input; none of the others is anywhere in it.
+    keys = {s.dedupe_key for s in stack.stores().signal_log.signals(incident_id)}
+    assert len(keys) == 500
+    assert len([k for k in keys if k in r.text]) <= 1
 
 
 def test_duplicates_change_nothing(stack: Stack, quiet_key):
