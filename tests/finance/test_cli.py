@@ -88,3 +88,25 @@ def test_every_finance_command_has_help():
         proc = drctl(*args)
         assert proc.returncode == 0, proc.stderr
         assert "--dsn" in proc.stdout
+
+
+def test_bench_validation_prints_its_figures_and_reuses_its_database(pg_server):
+    args = ("bench", "validation", "--lines", "2000", "--naive-sample", "50", "--json")
+    first = drctl(*args, "--dsn", pg_server.dsn)
+    assert first.returncode == 0, first.stderr
+    out = last_json(first)
+    expected = {
+        "lines",
+        "validate_s",
+        "naive_s",
+        "seqscan_s",
+        "speedup_vs_naive",
+        "ratio_to_seqscan",
+    }
+    assert expected <= set(out)
+    assert out["failing_checks"] == []
+    assert out["hashed_moves"] > 0 and out["hash_moves_per_s_alone"] > 0
+    assert out["seed_s"] is not None
+    again = last_json(drctl(*args, "--dsn", pg_server.dsn))
+    assert again["seed_s"] is None, "a database of the same size and seed is reused"
+    assert again["lines"] == out["lines"]
