@@ -1,7 +1,8 @@
 """What database is this: Odoo or not, which version, which columns. Nothing is assumed.
 
 The version comes from ``ir_module_module`` (the ``base`` row), cross-checked with structural
-fingerprints; columns come from ``information_schema`` so a check only reads columns it saw.
+fingerprints; columns come from ``pg_catalog`` so a check only reads columns it saw, and a
+table the user may not read is named as such rather than taken for a missing one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from shared.finance.models import ValidationRequest
 
 log = logging.getLogger(__name__)
 
+# The tables the checks read. The user must be able to read every column of those present: a
+# check that could not read its rows has not passed.
 TABLES_READ = (
     "res_company",
     "res_currency",
@@ -35,7 +38,6 @@ TABLES_READ = (
     "ir_act_server",
     "ir_sequence",
     "ir_module_module",
-    "ir_config_parameter",
     "queue_job",
 )
 
@@ -64,6 +66,10 @@ REQUIRED = {
     "ir_attachment": ("id", "name", "type", "store_fname", "db_datas", "file_size", "checksum"),
     "ir_cron": ("id", "active", "nextcall"),
 }  # fmt: skip
+
+
+# The newest Odoo whose rules the checks know; a newer one is checked by its tables' shape.
+NEWEST_KNOWN = 18
 
 
 class ValidationCannotRun(Exception):
@@ -121,7 +127,8 @@ def connect(request: ValidationRequest) -> psycopg.Connection:
     all its queries), with the request's statement timeout and no JIT (its compile time costs
     more than it saves on these queries)."""
     dsn = request.dsn.get_secret_value()
-    timeout_ms = int(request.statement_timeout_s * 1000)
+    # At least 1 ms: 0 would turn the timeout off.
+    timeout_ms = max(1, round(request.statement_timeout_s * 1000))
     try:
         conn = psycopg.connect(
             dsn,
@@ -144,27 +151,17 @@ def connect(request: ValidationRequest) -> psycopg.Connection:
 
 def introspect(request: ValidationRequest) -> Context:
     """Detect the Odoo version and read the columns; raise ValidationCannotRun for a database
-    that is not Odoo, lacks accounting, or is older than 16."""
+    that is not Odoo, lacks accounting, is older than 16, holds tables this user may not read,
+    does not answer within the statement timeout, or lacks a requested company."""
     name = database_name(request.dsn.get_secret_value())
     with connect(request) as conn:
-        found = conn.execute(
-            "SELECT table_name, column_name FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = ANY(%s)",
-            (list(TABLES_READ),),
-        ).fetchall()
-        columns: dict[str, set[str]] = {}
-        for table, column in found:
-            columns.setdefault(table, set()).add(column)
-        if "ir_module_module" not in columns:
+        try:
+            found = _read_catalog(conn, name)
+        except psycopg.Error as exc:
             raise ValidationCannotRun(
-                f"database {name} is not an Odoo database: it has no ir_module_module table"
-            )
-        rows = conn.execute(
-            "SELECT name, state, latest_version FROM ir_module_module "
-            "WHERE state IN ('installed', 'to upgrade', 'to remove')"
-        ).fetchall()
-        conn.rollback()
-    modules = {r[0]: r[2] for r in rows}
+                f"database {name}: reading its schema failed: {describe_error(exc, request)}"
+            ) from exc
+    columns, modules, companies = found
     base = modules.get("base")
     if not base:
         raise ValidationCannotRun(
@@ -177,11 +174,112 @@ def introspect(request: ValidationRequest) -> Context:
     ctx = Context(request, name, 0, base, columns, installed_modules=set(modules))
     ctx.version = _rules_version(ctx, base)
     _require_columns(ctx)
+    _require_companies(ctx, companies)
+    for note in ctx.notes:
+        log.warning("database %s: %s", name, note)
     log.info("database %s: Odoo %s, applying the %s rules", name, base, ctx.version)
     return ctx
 
 
+def describe_error(exc: BaseException, request: ValidationRequest) -> str:
+    """One line for a failed statement; a statement timeout says so, with its value."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return _cancelled(message, request)
+    return f"{type(exc).__name__}: {message}"
+
+
+def describe_server_message(message: str, request: ValidationRequest) -> str:
+    """One line for an error known only by the server's message (no SQLSTATE at hand)."""
+    if "statement timeout" in message:
+        return _cancelled(message, request)
+    return message
+
+
+def _cancelled(message: str, request: ValidationRequest) -> str:
+    """A statement the server cancelled. SQLSTATE 57014 is also a cancel by an administrator,
+    so the timeout is named as the cause only when the server's message says so."""
+    timeout = f"{request.statement_timeout_s:g} s"
+    if "statement timeout" in message:
+        return f"the database did not answer within the statement timeout of {timeout} ({message})"
+    return f"a statement was cancelled (the statement timeout is {timeout}): {message}"
+
+
+def _read_catalog(conn: psycopg.Connection, name: str):
+    """Columns (with the ones this user may not read), installed modules and company ids.
+
+    Columns come from pg_catalog, not information_schema, which hides the columns a user has
+    no privilege on: a table this user may not read would look like a missing one."""
+    schema_name, user, path = conn.execute(
+        "SELECT current_schema(), current_user, current_setting('search_path')"
+    ).fetchone()
+    if schema_name is None:
+        raise ValidationCannotRun(
+            f"database {name}: user {user} lacks the USAGE privilege on every schema of its "
+            f"search_path ({path}), so it cannot see the Odoo tables"
+        )
+    found = conn.execute(
+        "SELECT c.relname, a.attname, has_column_privilege(c.oid, a.attnum, 'SELECT') "
+        "FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid "
+        "WHERE n.nspname = current_schema() AND c.relname = ANY(%s) "
+        "AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped",
+        (list(TABLES_READ),),
+    ).fetchall()
+    columns: dict[str, set[str]] = {}
+    unreadable: dict[str, set[str]] = {}
+    for table, column, readable in found:
+        columns.setdefault(table, set()).add(column)
+        if not readable:
+            unreadable.setdefault(table, set()).add(column)
+    if "ir_module_module" not in columns:
+        raise ValidationCannotRun(
+            f"database {name} is not an Odoo database: it has no ir_module_module table"
+        )
+    if unreadable:
+        raise ValidationCannotRun(_privileges_missing(name, user, columns, unreadable))
+    rows = conn.execute(
+        "SELECT name, state, latest_version FROM ir_module_module "
+        "WHERE state IN ('installed', 'to upgrade', 'to remove')"
+    ).fetchall()
+    companies: dict[int, str] = {}
+    if "res_company" in columns:
+        companies = dict(conn.execute("SELECT id, name FROM res_company ORDER BY id").fetchall())
+    conn.rollback()
+    return columns, {r[0]: r[2] for r in rows}, companies
+
+
+def _privileges_missing(
+    name: str, user: str, columns: dict[str, set[str]], unreadable: dict[str, set[str]]
+) -> str:
+    """The tables (or, under column grants, how many of their columns) this user may not read."""
+    parts = []
+    for table in sorted(unreadable):
+        hidden, total = len(unreadable[table]), len(columns[table])
+        parts.append(table if hidden == total else f"{table} ({hidden} of its {total} columns)")
+    return (
+        f"database {name}: user {user} lacks the SELECT privilege on {', '.join(parts)}; the "
+        "checks read these tables: grant SELECT on them to that user and run again"
+    )
+
+
+def _require_companies(ctx: Context, companies: dict[int, str]) -> None:
+    """Every requested company must exist: a filter on none of them would read no rows, and
+    every check would pass on an empty selection."""
+    unknown = sorted({c for c in ctx.request.companies or () if c not in companies})
+    if not unknown:
+        return
+    known = ", ".join(f"{cid} ({cname})" for cid, cname in list(companies.items())[:20])
+    known += " ..." if len(companies) > 20 else ""
+    raise ValidationCannotRun(
+        f"database {ctx.database} has no company with id {', '.join(map(str, unknown))}; "
+        f"its companies are {known or 'none'}"
+    )
+
+
 def _rules_version(ctx: Context, base: str) -> int:
+    """The rule set the checks apply (16, 17 or 18); each doubt about it becomes one note."""
     match = re.search(r"(\d+)\.\d", base)
     if match is None:
         raise ValidationCannotRun(f"database {ctx.database}: unreadable Odoo version {base!r}")
@@ -199,16 +297,18 @@ def _rules_version(ctx: Context, base: str) -> int:
         shape = 16
     else:
         shape = 17
-    rules = min(major, 18)
-    if shape != rules:
+    # One note for each doubt; the rule set itself is said once, by introspect's log line.
+    if major > NEWEST_KNOWN:
+        # Limitation: the rules of an Odoo newer than 18 are not known here; the tables decide
+        # which known rule set applies, and a finding may come from a change of Odoo's rules.
         ctx.notes.append(
-            f"ir_module_module says {base} but the tables look like Odoo {shape}; "
-            f"applying the {shape} rules"
+            f"Odoo {base} is newer than the versions these checks know (16 to {NEWEST_KNOWN}): "
+            f"its tables look like Odoo {shape}, and a finding may come from a rule Odoo "
+            "changed since"
         )
-        rules = shape
-    if major > 18:
-        ctx.notes.append(f"Odoo {base} is newer than 18; applying the 18 rules")
-    return rules
+    elif shape != major:
+        ctx.notes.append(f"ir_module_module says {base} but the tables look like Odoo {shape}")
+    return shape
 
 
 def _require_columns(ctx: Context) -> None:

@@ -43,8 +43,9 @@ class ValidationRequest(BaseModel):
     recovery_point: datetime | None = None
     expect_jobs_held: bool = False
     companies: list[int] | None = Field(None, description="only these company ids")
-    statement_timeout_s: float = Field(600.0, gt=0)
-    connect_timeout_s: float = Field(10.0, gt=0)
+    # PostgreSQL takes a statement timeout of at most 2^31-1 ms (24.8 days).
+    statement_timeout_s: float = Field(600.0, gt=0, le=2_147_483, allow_inf_nan=False)
+    connect_timeout_s: float = Field(10.0, gt=0, allow_inf_nan=False)
     max_workers: int = Field(4, ge=1, le=16)
     sample_limit: int = Field(20, ge=1, le=1000)
 

@@ -17,7 +17,14 @@ from datetime import UTC, datetime
 import psycopg
 
 from shared.finance import attachments, checks, hashcheck
-from shared.finance.introspect import Context, ValidationCannotRun, connect, introspect
+from shared.finance.introspect import (
+    Context,
+    ValidationCannotRun,
+    connect,
+    describe_error,
+    describe_server_message,
+    introspect,
+)
 from shared.finance.models import (
     CHECK_IDS,
     CheckResult,
@@ -43,6 +50,9 @@ TASKS: list[tuple[tuple[str, ...], Task]] = [
     (("queue.requeued",), checks.queue_check),
 ]  # fmt: skip
 
+# The server's answer to every statement after a failed one in the same transaction.
+ABORTED = "current transaction is aborted"
+
 __all__ = ["ValidationCannotRun", "ValidationReport", "ValidationRequest", "run_validation"]
 
 
@@ -52,11 +62,16 @@ def _run_task(ctx: Context, ids: tuple[str, ...], task: Task) -> list[CheckResul
         with connect(ctx.request) as conn:
             try:
                 out = task(ctx, conn)
+            except Exception as exc:
+                # Read the connection's first error before the rollback clears it.
+                raise TaskFailed(_first_error(ctx, exc, conn)) from exc
             finally:
-                conn.rollback()
+                if not conn.closed:
+                    conn.rollback()
     except Exception as exc:  # one check's failure must not hide the others' results
-        log.warning("checks %s could not complete: %s", ", ".join(ids), exc)
-        detail = f"could not complete: {type(exc).__name__}: {str(exc).strip()[:500]}"
+        cause = str(exc) if isinstance(exc, TaskFailed) else _describe(ctx, exc)
+        log.warning("checks %s could not complete: %s", ", ".join(ids), cause)
+        detail = f"could not complete: {cause[:500]}"
         elapsed = round(time.monotonic() - started, 3)
         return [CheckResult(id=i, status="fail", detail=detail, duration_s=elapsed) for i in ids]
     results = out if isinstance(out, list) else [out]
@@ -65,9 +80,47 @@ def _run_task(ctx: Context, ids: tuple[str, ...], task: Task) -> list[CheckResul
     return results
 
 
+class TaskFailed(Exception):
+    """A task raised; the message names the first error of its connection."""
+
+
+def _first_error(ctx: Context, exc: BaseException, conn: psycopg.Connection) -> str:
+    """What made a task fail, rather than what its last statement met.
+
+    Once a statement fails, the server refuses every later statement of the transaction
+    ("current transaction is aborted"), so cleanup code that runs one (a RESET in a
+    ``finally``) raises an error that hides the real one: the real one is found earlier in the
+    exception's chain. And a statement timeout that fires as a command finishes sends its rows
+    and then the error, which psycopg reports as "received 2 results from command"; the
+    server's own message is then still the connection's last error."""
+    seen: BaseException | None = exc
+    visited: set[int] = set()
+    while seen is not None and id(seen) not in visited:
+        if _server_error(seen) and not isinstance(seen, psycopg.errors.InFailedSqlTransaction):
+            return _describe(ctx, seen)
+        visited.add(id(seen))
+        seen = seen.__cause__ or seen.__context__
+    aborted = conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+    if isinstance(exc, psycopg.Error) and aborted:
+        message = conn.info.error_message.strip().removeprefix("ERROR:").strip()
+        if message and not message.startswith(ABORTED):
+            return describe_server_message(message, ctx.request)
+    return _describe(ctx, exc)
+
+
+def _server_error(exc: BaseException) -> bool:
+    """An error the server sent (it has a SQLSTATE), not one psycopg raised on its own."""
+    return isinstance(exc, psycopg.Error) and bool(exc.sqlstate)
+
+
+def _describe(ctx: Context, exc: BaseException) -> str:
+    return describe_error(exc, ctx.request)
+
+
 def run_validation(request: ValidationRequest) -> ValidationReport:
     """Run every check of docs/validation.md; raise ValidationCannotRun when the database cannot
-    be reached or is not an Odoo 16+ database with accounting."""
+    be reached, is not an Odoo 16+ database with accounting, cannot be read by this user, does
+    not answer within the statement timeout, or lacks a requested company."""
     started_at = datetime.now(UTC)
     t0 = time.monotonic()
     ctx = introspect(request)
@@ -76,8 +129,6 @@ def run_validation(request: ValidationRequest) -> ValidationReport:
         found = [r for f in futures for r in f.result()]
     by_id = {r.id: r for r in found}
     ordered = [by_id[i] for i in CHECK_IDS]
-    for note in ctx.notes:
-        log.info("database %s: %s", ctx.database, note)
     counts = {s: sum(1 for r in ordered if r.status == s) for s in ("pass", "warn", "fail", "skip")}
     report = ValidationReport(
         database=ctx.database,

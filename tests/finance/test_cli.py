@@ -110,3 +110,27 @@ def test_bench_validation_prints_its_figures_and_reuses_its_database(pg_server):
     again = last_json(drctl(*args, "--dsn", pg_server.dsn))
     assert again["seed_s"] is None, "a database of the same size and seed is reused"
     assert again["lines"] == out["lines"]
+
+
+def test_validate_exits_2_naming_a_company_that_does_not_exist(seeded):
+    db = seeded(17, moves=60)
+    db.sql(
+        "UPDATE account_move_line SET debit = debit + 1, balance = balance + 1 WHERE id = "
+        "(SELECT min(id) FROM account_move_line WHERE debit > 0 AND parent_state = 'posted' "
+        "AND company_id = 1)"
+    )
+    proc = drctl("validate", "--dsn", db.dsn, "--company", "99", "--json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    error = last_json(proc)["error"]
+    assert "has no company with id 99;" in error and "its companies are 1 (" in error
+
+
+def test_validate_exits_2_when_the_database_does_not_answer_within_the_timeout(seeded):
+    db = seeded(17, moves=40)
+    with psycopg.connect(db.dsn) as other:
+        other.execute("LOCK TABLE ir_module_module IN ACCESS EXCLUSIVE MODE")
+        proc = drctl("validate", "--dsn", db.dsn, "--statement-timeout", "1")
+        other.rollback()
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "did not answer within the statement timeout of 1 s" in proc.stderr
+    assert "Traceback" not in proc.stderr
