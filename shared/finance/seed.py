@@ -1142,29 +1142,56 @@ def ensure_database(dsn: str) -> bool:
         return True
 
 
+# Tables (plain, partitioned, foreign, materialised) and views in every schema but the
+# system's own (information_schema, and the pg_ names, which users cannot create).
+USER_RELATIONS_SQL = """
+SELECT n.nspname, count(*)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'f', 'm', 'v')
+  AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+GROUP BY n.nspname ORDER BY n.nspname
+"""
+
+
 def _prepare_schema(conn: psycopg.Connection, options: SeedOptions, name: str) -> None:
-    tables = conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
-    ).fetchone()[0]
+    """Refuse a database that holds anything of its own, in any schema, unless ``force``:
+    tables outside ``public`` are someone's data too. ``force`` recreates ``public`` only,
+    where the generated tables go; other schemas are left as they are."""
+    per_schema = dict(conn.execute(USER_RELATIONS_SQL).fetchall())
+    tables = sum(per_schema.values())
+    where = ", ".join(f"{schema_name}: {count}" for schema_name, count in per_schema.items())
     if tables and not options.force:
         raise SeedError(
-            f"database {name} already holds {tables} tables; pass --force to drop and recreate them"
+            f"database {name} already holds {tables} {'table' if tables == 1 else 'tables'}; "
+            f"pass --force to drop and recreate the public schema (tables per schema: {where}; "
+            "other schemas are kept)"
         )
     if tables:
-        log.info("dropping the %s tables of %s (--force)", tables, name)
-        conn.execute("DROP SCHEMA public CASCADE")
+        log.info("dropping the public schema of %s (--force); tables per schema: %s", name, where)
+        conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
         conn.execute("CREATE SCHEMA public")
     for statement in schema.create_table_ddl(options.odoo, options.queue_jobs):
         conn.execute(statement)
+
+
+def _prepare_filestore(folder: Path | None) -> None:
+    """Make the filestore folder, or say why it cannot be one, before the database is made."""
+    if folder is None:
+        return
+    if folder.exists() and not folder.is_dir():
+        raise SeedError(f"the filestore {folder} exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SeedError(f"the filestore folder {folder} cannot be made: {exc}") from exc
 
 
 def seed_database(dsn: str, options: SeedOptions) -> SeedResult:
     """Create (or with ``force`` recreate) an Odoo-shaped finance database at ``dsn``."""
     started = time.monotonic()
     name = database_name(dsn)
+    _prepare_filestore(options.filestore)
     ensure_database(dsn)
-    if options.filestore:
-        options.filestore.mkdir(parents=True, exist_ok=True)
     with _connect(dsn) as conn:
         _prepare_schema(conn, options, name)
         conn.execute("SET synchronous_commit = off")

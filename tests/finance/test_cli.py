@@ -134,3 +134,17 @@ def test_validate_exits_2_when_the_database_does_not_answer_within_the_timeout(s
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "did not answer within the statement timeout of 1 s" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_seed_exits_2_on_a_filestore_that_is_a_file_and_creates_no_database(
+    pg_server, enterable_tmp
+):
+    not_a_folder = enterable_tmp / "filestore-is-a-file"
+    not_a_folder.write_text("x")
+    name = "fin_cli_filestore_file"
+    proc = drctl("seed", "--dsn", pg_server.dsn_for(name), "--odoo", "17",
+                 "--filestore", str(not_a_folder))  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert f"the filestore {not_a_folder} exists and is not a folder" in proc.stderr
+    with psycopg.connect(pg_server.dsn) as conn:
+        assert not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchall()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import psycopg
 import pytest
 
 from shared.finance.live import append_invoice, post_faulty_batch
@@ -105,3 +106,23 @@ def test_faulty_batch_posts_entries_that_do_not_balance(seeded):
     unbalanced = db.validate().check("ledger.unbalanced_moves")
     assert unbalanced.status == "fail"
     assert sorted(s["move_id"] for s in unbalanced.samples) == sorted(batch.move_ids)
+
+
+def test_a_table_in_any_schema_makes_a_database_not_empty(pg_server):
+    name = "fin_seed_other_schema"
+    dsn = pg_server.dsn_for(name)
+    with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA other")
+            conn.execute("CREATE TABLE other.t (i integer)")
+            conn.execute("INSERT INTO other.t VALUES (1)")
+        with pytest.raises(SeedError, match=r"already holds 1 table; .*other: 1"):
+            seed_database(dsn, SeedOptions(odoo=17, moves=30))
+        seed_database(dsn, SeedOptions(odoo=17, moves=30, force=True))
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT count(*) FROM other.t").fetchone()[0] == 1
+    finally:
+        with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
