@@ -27,7 +27,16 @@ log = logging.getLogger(__name__)
 
 READ_THREADS = 4
 BLOB_TIMEOUT_S = 30
+# Connecting to the container: a short timeout and one retry, so that an unreachable container
+# fails the checks in seconds; answers the service asks to retry (busy, throttled) get three
+# retries after 1, 3 and 5 seconds (the SDK's default waits 15 s and more, per file).
+BLOB_CONNECT_TIMEOUT_S = 5
+BLOB_RETRY = {"retry_total": 3, "retry_connect": 1, "initial_backoff": 1, "increment_base": 2}
 CHUNK = 1 << 20
+
+
+class StoreUnreachable(Exception):
+    """The file store cannot be reached at all; the message says where and why."""
 
 
 class Store(Protocol):
@@ -62,18 +71,21 @@ class BlobStore:
     """A Blob container, from a URL with a SAS, or a URL plus a connection string."""
 
     def __init__(self, url: str, connection_string: str | None) -> None:
-        from azure.storage.blob import BlobServiceClient, ContainerClient
+        from azure.storage.blob import BlobServiceClient, ContainerClient, ExponentialRetry
 
         parts = urlsplit(url)
+        self.where = parts._replace(query="").geturl()  # the SAS stays out of every message
+        options = {
+            "connection_timeout": BLOB_CONNECT_TIMEOUT_S,
+            "retry_policy": ExponentialRetry(random_jitter_range=1, **BLOB_RETRY),
+        }
         if parts.query:
-            self.client = ContainerClient.from_container_url(url, connection_timeout=10)
+            self.client = ContainerClient.from_container_url(url, **options)
         elif connection_string:
             container = parts.path.rstrip("/").rsplit("/", 1)[-1]
             if not container:
                 raise ValueError(f"the blob container URL {url!r} names no container")
-            service = BlobServiceClient.from_connection_string(
-                connection_string, connection_timeout=10
-            )
+            service = BlobServiceClient.from_connection_string(connection_string, **options)
             self.client = service.get_container_client(container)
         else:
             # Limitation: without a SAS or a connection string there is no credential here;
@@ -84,7 +96,11 @@ class BlobStore:
             )
 
     def digest(self, store_fname: str) -> tuple[int, str] | None:
-        from azure.core.exceptions import ResourceNotFoundError
+        from azure.core.exceptions import (
+            ResourceNotFoundError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
 
         try:
             downloader = self.client.download_blob(store_fname, timeout=BLOB_TIMEOUT_S)
@@ -95,6 +111,12 @@ class BlobStore:
             return size, sha.hexdigest()
         except ResourceNotFoundError:
             return None
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            # No answer from the service after the retries: no file can be read from it.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise StoreUnreachable(
+                f"the blob container {self.where} could not be reached: {reason}"
+            ) from exc
 
 
 def _store(ctx: Context) -> Store | None:
@@ -138,7 +160,15 @@ def attachment_checks(ctx: Context, conn: psycopg.Connection) -> list[CheckResul
     missing: list[dict] = []
     wrong: list[dict] = []
     if on_disk:
-        _check_files(on_disk, store, missing, wrong)
+        try:
+            _check_files(on_disk, store, missing, wrong)
+        except StoreUnreachable as exc:
+            why = f"{exc}; none of the {len(on_disk)} attachments stored as files was checked"
+            elapsed = round(time.monotonic() - started, 3)
+            return [
+                CheckResult(id=check_id, status="fail", detail=why, duration_s=elapsed)
+                for check_id in ("attachments.missing", "attachments.checksum")
+            ]
     _check_db_rows(ctx, conn, in_db, missing, wrong)
     limit = ctx.request.sample_limit
     note = f"; {len(external)} rows on custom storage (':' in store_fname) not checked"
@@ -172,8 +202,13 @@ def _sample(row, **extra) -> dict:
 
 def _check_files(rows, store: Store, missing: list, wrong: list) -> None:
     names = sorted({r[4] for r in rows})
-    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        digests = dict(zip(names, pool.map(store.digest, names), strict=True))
+    # The first file alone: a store that cannot be reached says so once, not once per file.
+    digests = {names[0]: store.digest(names[0])}
+    pool = ThreadPoolExecutor(max_workers=READ_THREADS)
+    try:
+        digests.update(zip(names[1:], pool.map(store.digest, names[1:]), strict=True))
+    finally:
+        pool.shutdown(cancel_futures=True)
     for row in rows:
         store_fname, file_size, checksum = row[4], row[5], row[6]
         found = digests[store_fname]

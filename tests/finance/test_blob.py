@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -60,3 +61,18 @@ def test_blob_attachments_verify_and_a_deleted_blob_is_missing(seeded, azurite):
     report = db.validate(filestore=None, blob_container_url=f"{url}?{sas}")
     missing = report.check("attachments.missing")
     assert missing.status == "fail" and [s["attachment_id"] for s in missing.samples] == [aid]
+
+
+def test_an_unreachable_container_fails_the_attachment_checks_within_seconds(seeded):
+    from devhost.pg import free_port
+
+    db = seeded(17, moves=150, filestore=True)
+    url = f"http://127.0.0.1:{free_port()}/filestore?sv=x&sig=not-for-the-report"
+    started = time.monotonic()
+    report = db.validate(filestore=None, blob_container_url=url)
+    assert time.monotonic() - started < 30
+    for check_id in ("attachments.missing", "attachments.checksum"):
+        check = report.check(check_id)
+        assert check.status == "fail"
+        assert "could not be reached" in check.detail and "refused" in check.detail
+        assert "not-for-the-report" not in check.detail
