@@ -9,6 +9,7 @@ import argparse
 import importlib
 import json
 import logging
+import re
 import sys
 
 # command name -> (module, one-line help)
@@ -36,13 +37,37 @@ def emit_json(obj) -> None:
     sys.stdout.flush()
 
 
+def bad_options(exc, options: dict[str, str], secret: tuple[str, ...] = ()) -> CommandError:
+    """A CommandError for a model's ValidationError: each problem named by its option, without
+    the library's help links; the values of ``secret`` fields are not repeated."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        option = options.get(field, field)
+        shown = "" if field in secret else f" {error['input']!r}"
+        problems.append(f"{option}{shown}: {error['msg']}")
+    return CommandError("; ".join(problems))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse takes a value that starts with '-' (``-infinity``) for an option; its message
+    then says only that the value is missing, so it is told how to pass such a value."""
+
+    def error(self, message: str):
+        missing = re.fullmatch(r"argument (--[\w-]+)(?:/\S+)?: expected one argument", message)
+        if missing:
+            option = missing.group(1)
+            message += f" (a value that starts with '-' is written {option}=VALUE)"
+        super().error(message)
+
+
 def _load(name: str):
     module_name, _ = COMMANDS[name]
     return importlib.import_module(module_name)
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m drctl",
         description="Disaster-recovery runbooks for Odoo finance on Azure.",
     )

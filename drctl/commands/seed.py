@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drctl.cli import CommandError, emit_json
+from pydantic import ValidationError
+
+from drctl.cli import CommandError, bad_options, emit_json
 from shared.finance.seed import SeedError, SeedOptions, seed_database
 
 
@@ -33,8 +35,9 @@ def run(args) -> int:
             queue_jobs=args.queue_jobs,
             attachments=args.attachments,
         )
-    except ValueError as exc:
-        raise CommandError(f"bad options: {exc}") from exc
+    except ValidationError as exc:
+        options = {field: "--" + field.replace("_", "-") for field in SeedOptions.model_fields}
+        raise bad_options(exc, options) from exc
     try:
         result = seed_database(args.dsn, options)
     except SeedError as exc:

@@ -136,6 +136,33 @@ def test_validate_exits_2_when_the_database_does_not_answer_within_the_timeout(s
     assert "Traceback" not in proc.stderr
 
 
+def test_bad_option_values_are_named_with_what_is_accepted(pg_server):
+    forms = "a date (2025-12-04, midnight UTC) or a date and time"
+    cases = [
+        (("validate", "--recovery-point", "2025-W53-3"), "--recovery-point '2025-W53-3' is not"),
+        (("validate", "--recovery-point", "T24:00:00"), forms),
+        (("validate", "--recovery-point=-infinity"), forms),
+        (("validate", "--recovery-point", "-infinity"), "written --recovery-point=VALUE"),
+        (("validate", "--recovery-point", "2025-02-30"), "is not a time: day is out of range"),
+        (("validate", "--statement-timeout", "0"), "--statement-timeout 0.0: Input should be"),
+        (("validate", "--statement-timeout", "inf"), "--statement-timeout inf: Input should be"),
+        (("validate", "--workers", "0"), "--workers 0: Input should be"),
+        (("seed", "--odoo", "17", "--companies", "99"), "--companies 99: Input should be"),
+    ]
+    for args, expected in cases:
+        proc = drctl(args[0], "--dsn", pg_server.dsn, *args[1:])
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert expected in proc.stderr, (args, proc.stderr)
+        assert "pydantic" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_recovery_point_as_a_date_or_a_time_with_an_offset_is_accepted(pg_server):
+    for point in ("2025-12-04", "2025-12-04 10:15+01:00", "2025-12-04T10:15:00.5Z"):
+        proc = drctl("validate", "--dsn", pg_server.dsn, "--recovery-point", point)
+        # Read, then stopped by the database, which is not Odoo.
+        assert proc.returncode == 2 and "not an Odoo database" in proc.stderr, proc.stderr
+
+
 def test_seed_exits_2_on_a_filestore_that_is_a_file_and_creates_no_database(
     pg_server, enterable_tmp
 ):
