@@ -238,26 +238,36 @@ def storage_unavailable(signal: Signal, exc: Exception) -> func.HttpResponse:
 
 
 def _event_document(event: Any) -> Any:
-    """The event as the JSON document Event Grid sent (either schema)."""
+    """The event as the JSON document Event Grid delivered (either schema), with its data.
+
+    Azure's Python worker, and devhost as it does, hands the function a ``func.EventGridEvent``
+    for the Event Grid schema and a ``func.CloudEvent`` for CloudEvents 1.0; both keep the
+    event's data behind ``get_json()``. The Azure SDK's own types (``azure.core.messaging``'s
+    ``CloudEvent``, ``azure.eventgrid.EventGridEvent``) keep it in ``data``.
+
+    Limitation: the worker hands over the event's time parsed; the copy spells it back in ISO
+    8601, which may write the time zone differently from the delivery (``+00:00`` for ``Z``).
+    """
     if isinstance(event, dict):
         return event
-    to_dict = getattr(event, "_to_dict", None) or getattr(event, "to_dict", None)
-    if hasattr(event, "specversion") or type(event).__name__ == "CloudEvent":
-        data = getattr(event, "data", None)
+    if isinstance(event, func.CloudEvent) or hasattr(event, "specversion"):
+        extensions = getattr(event, "extension_attrs", None) or getattr(event, "extensions", None)
+        optional = {
+            "subject": getattr(event, "subject", None),
+            "time": _iso(getattr(event, "time", None)),
+            "datacontenttype": getattr(event, "datacontenttype", None),
+            "dataschema": getattr(event, "dataschema", None),
+            **(extensions or {}),
+            "data": _event_data(event),
+        }
         return {
             "id": getattr(event, "id", None),
             "source": getattr(event, "source", None),
             "type": getattr(event, "type", None),
-            "subject": getattr(event, "subject", None),
-            "time": _iso(getattr(event, "time", None)),
-            "specversion": getattr(event, "specversion", "1.0"),
-            "data": data,
+            "specversion": getattr(event, "specversion", None) or "1.0",
+            **{name: value for name, value in optional.items() if value is not None},
         }
     if isinstance(event, func.EventGridEvent):
-        try:
-            data = event.get_json()
-        except (ValueError, TypeError):
-            data = None
         return {
             "id": event.id,
             "topic": event.topic,
@@ -265,11 +275,23 @@ def _event_document(event: Any) -> Any:
             "eventType": event.event_type,
             "eventTime": _iso(event.event_time),
             "dataVersion": event.data_version,
-            "data": data,
+            "data": _event_data(event),
         }
+    to_dict = getattr(event, "_to_dict", None) or getattr(event, "to_dict", None)
     if callable(to_dict):
         return to_dict()
     return event
+
+
+def _event_data(event: Any) -> Any:
+    """The event's data: ``get_json()`` on the Functions types, ``data`` on the SDK's."""
+    get_json = getattr(event, "get_json", None)
+    if callable(get_json):
+        try:
+            return get_json()
+        except (ValueError, TypeError):
+            return None
+    return getattr(event, "data", None)
 
 
 def _iso(value: Any) -> Any:

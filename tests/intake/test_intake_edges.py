@@ -145,6 +145,48 @@ def test_event_for_a_known_resource_folds_into_an_incident(stack: Stack, cloudev
     )
 
 
+def _recovery(event: dict) -> dict:
+    """The same AvailabilityStatusChanged event saying the resource is available again."""
+    properties = event["data"]["resourceInfo"]["properties"]
+    properties.update(availabilityState="Available", previousAvailabilityState="Unavailable")
+    return event
+
+
+def test_cloudevents_recovery_event_is_a_resolved_signal_that_starts_nothing(stack: Stack):
+    event = _recovery(health_event(stack.resource("edge-6")))
+
+    r = stack.post_events(as_cloudevent(event), cloudevents=True)
+
+    assert r.status_code == 200, r.text
+    assert stack.index_rows("edge-6.availability") == []
+    trail = f"intake.{datetime.now(UTC):%Y%m%d}"
+    [recorded] = [d for d in stack.dispositions(trail) if d["dedupe_key"] == f"event:{event['id']}"]
+    assert recorded["action"] == "signal.ignored"
+    assert (recorded["condition"], recorded["severity"]) == ("resolved", 4)
+    kept = json.loads(recorded["raw"])
+    assert kept["data"] == event["data"], "the copy kept is the delivered event with its data"
+
+
+def test_cloudevents_outage_event_carries_its_facts(stack: Stack):
+    event = health_event(stack.resource("edge-7"))
+
+    r = stack.post_events(as_cloudevent(event), cloudevents=True)
+
+    assert r.status_code == 200, r.text
+    [row] = stack.index_rows("edge-7.availability")
+    log = stack.stores().signal_log
+    key = f"event:{event['id']}"
+    [signal] = [s for s in log.signals(row["incident_id"]) if s.dedupe_key == key]
+    assert signal.schema_id == "CloudEvents"
+    assert signal.severity == 1
+    assert signal.facts["availability_state"] == "Unavailable"
+    assert signal.facts["previous_availability_state"] == "Available"
+    assert signal.facts["target_resource_type"] == "Microsoft.DBforPostgreSQL/flexibleServers"
+    assert signal.resource_ids == [stack.resource("edge-7")]
+    kept = json.loads(log.raw(row["incident_id"], signal))
+    assert kept["data"] == event["data"] and kept["type"] == event["eventType"]
+
+
 GARBAGE_EVENTS = [
     {},
     {"id": None, "eventType": None},
