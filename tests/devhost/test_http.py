@@ -1,9 +1,11 @@
 """The Functions host's HTTP face: routes, methods, client functions, Event Grid, admin, sink."""
 
+import gzip
 import json
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 
@@ -351,3 +353,53 @@ def test_a_body_shorter_than_its_content_length_is_408_once_the_body_timeout_pas
     # The host still serves everyone else.
     assert requests.get(host.url + "/api/items/1", timeout=5).status_code == 200
     host.stop()
+
+
+# A gzip body that holds 16 MiB of JSON in about 16 KB: what a host that decompresses it reads.
+GZIP_BOMB = gzip.compress(b"[" + b" " * (16 * 1024**2) + b"]")
+ENCODED_BODIES = {
+    "gzip-valid": ("gzip", gzip.compress(b'{"a": 1}')),
+    "gzip-bomb": ("gzip", GZIP_BOMB),
+    "gzip-invalid": ("gzip", b"this is not gzip"),
+    "deflate-invalid": ("deflate", b"zz"),
+    "br": ("br", b"\x0b\x02\x80{}\x03"),
+    "zstd": ("zstd", b"zz"),
+    "gzip-then-identity": ("gzip, identity", gzip.compress(b"{}")),
+}
+BODY_ROUTES = {
+    "http-trigger": "/api/echo/x",
+    "event-grid": "/runtime/webhooks/eventgrid?functionName=eg_plain",
+    "admin": "/admin/functions/eg_plain",
+    "durable-api": "/runtime/webhooks/durabletask/instances/none/raiseEvent/x",
+    "sink": "/.devhost/sink/encoded",
+}
+
+
+@pytest.mark.parametrize("route", list(BODY_ROUTES), ids=list(BODY_ROUTES))
+@pytest.mark.parametrize("encoded", list(ENCODED_BODIES), ids=list(ENCODED_BODIES))
+def test_a_compressed_body_is_refused_415_naming_its_encoding(devhost, route, encoded):
+    coding, body = ENCODED_BODIES[encoded]
+
+    r = requests.post(
+        devhost.url + BODY_ROUTES[route],
+        data=body,
+        headers={"Content-Type": "application/json", "Content-Encoding": coding},
+        timeout=30,
+    )
+
+    assert r.status_code == 415, r.text
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert coding.split(",")[0] in r.json()["error"]
+    assert r.headers["Accept-Encoding"] == "identity"
+
+
+def test_an_identity_encoded_body_is_served(devhost):
+    r = requests.post(
+        devhost.url + "/api/echo/x",
+        data=b'{"a": 1}',
+        headers={"Content-Type": "application/json", "Content-Encoding": "identity"},
+        timeout=5,
+    )
+
+    assert r.status_code == 201
+    assert r.json()["body"] == '{"a": 1}'

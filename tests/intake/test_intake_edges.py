@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import uuid
 from datetime import UTC, datetime
@@ -49,6 +50,20 @@ def test_alert_above_the_size_limit_is_413(stack: Stack):
 
     assert r.status_code == 413
     assert str(MAX_ALERT_BYTES) in r.json()["error"]
+    assert _no_incident_for(stack, "edge-1")
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br"])
+def test_compressed_alert_is_refused_with_415_and_starts_nothing(stack: Stack, coding):
+    alert = json.dumps(common_alert(stack.resource("edge-1"))).encode()
+    body = gzip.compress(alert) if coding == "gzip" else b"not brotli"
+
+    r = stack.post_alert(
+        body, headers={"Content-Type": "application/json", "Content-Encoding": coding}
+    )
+
+    assert r.status_code == 415, r.text
+    assert coding in r.json()["error"]
     assert _no_incident_for(stack, "edge-1")
 
 
