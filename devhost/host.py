@@ -720,15 +720,9 @@ class DevHost:
             return _error(400, "the Event Grid delivery is not valid JSON")
         except RecursionError:
             return _error(400, "the Event Grid delivery is not JSON: nested too deeply")
-        ctype = request.content_type
-        if ctype == "application/cloudevents+json":
-            events = [payload]
-        elif isinstance(payload, list):
-            events = payload
-        else:
-            return _error(400, "an Event Grid schema delivery must be a JSON array of events")
-        if not all(isinstance(e, dict) for e in events):
-            return _error(400, "every event in the delivery must be a JSON object")
+        events, wrong = _delivered_events(payload, request.content_type)
+        if wrong:
+            return _error(400, wrong)
         if request.headers.get("aeg-event-type", "").lower() == "subscriptionvalidation":
             data = (events[0].get("data") or {}) if events else {}
             code = data.get("validationCode") if isinstance(data, dict) else None
@@ -844,6 +838,45 @@ class DevHost:
             await self.invoke(info, TimerRequest(past_due=past_due), "timer")
         except Exception:
             pass  # logged by invoke; the schedule goes on
+
+
+CLOUDEVENT = "application/cloudevents+json"
+CLOUDEVENTS_BATCH = "application/cloudevents-batch+json"
+
+
+def _delivered_events(payload: Any, content_type: str) -> tuple[list[dict], str | None]:
+    """The events of an Event Grid delivery, or what is wrong with it for its content type.
+
+    ``application/cloudevents+json`` is one CloudEvent (an object);
+    ``application/cloudevents-batch+json`` an array of CloudEvents; anything else the Event
+    Grid schema, an array of events.
+    """
+    if content_type == CLOUDEVENT:
+        if not isinstance(payload, dict):
+            return [], (
+                f"a CloudEvents delivery as {CLOUDEVENT} is one event, a JSON object, not "
+                f"{_json_kind(payload)} (a batch of CloudEvents is sent as {CLOUDEVENTS_BATCH})"
+            )
+        return [payload], None
+    if content_type == CLOUDEVENTS_BATCH:
+        what = f"a CloudEvents batch ({CLOUDEVENTS_BATCH})"
+        other = f"one CloudEvent alone is sent as {CLOUDEVENT}"
+    else:
+        what = "an Event Grid schema delivery"
+        other = f"a single CloudEvent is sent as {CLOUDEVENT}"
+    if not isinstance(payload, list):
+        return [], f"{what} must be a JSON array of events, not {_json_kind(payload)} ({other})"
+    for index, event in enumerate(payload):
+        if not isinstance(event, dict):
+            return [], f"event {index} of {what} must be a JSON object, not {_json_kind(event)}"
+    return payload, None
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return kinds.get(type(value), "a number")
 
 
 def _event_argument(ev: dict, annotation: Any) -> Any:

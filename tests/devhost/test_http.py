@@ -403,3 +403,50 @@ def test_an_identity_encoded_body_is_served(devhost):
 
     assert r.status_code == 201
     assert r.json()["body"] == '{"a": 1}'
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "says", "not_says"),
+    [
+        (
+            "application/cloudevents-batch+json",
+            {"specversion": "1.0", "id": "b", "source": "/s", "type": "t"},
+            ["CloudEvents batch", "JSON array", "not an object"],
+            ["Event Grid schema"],
+        ),
+        (
+            "application/cloudevents+json",
+            [{"specversion": "1.0", "id": "c", "source": "/s", "type": "t"}],
+            ["one event", "JSON object", "not an array", "application/cloudevents-batch+json"],
+            ["every event"],
+        ),
+        (
+            "application/json",
+            {"id": "e", "eventType": "t"},
+            ["Event Grid schema", "JSON array", "not an object"],
+            [],
+        ),
+        (
+            "application/cloudevents-batch+json",
+            [{"specversion": "1.0", "id": "d", "source": "/s", "type": "t"}, "x"],
+            ["event 1", "CloudEvents batch", "JSON object", "not a string"],
+            [],
+        ),
+    ],
+    ids=["batch-of-one-object", "single-as-array", "eventgrid-object", "batch-with-a-string"],
+)
+def test_event_grid_delivery_of_the_wrong_shape_is_400_saying_what_its_type_needs(
+    devhost, content_type, body, says, not_says
+):
+    r = requests.post(
+        devhost.url + "/runtime/webhooks/eventgrid",
+        params={"functionName": "eg_cloud"},
+        data=json.dumps(body),
+        headers={"Content-Type": content_type},
+        timeout=5,
+    )
+
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert all(words in error for words in says), error
+    assert not any(words in error for words in not_says), error
