@@ -62,6 +62,13 @@ class Role(StrEnum):
     SECURITY_OFFICER = "Security.Officer"
 
 
+# The app role of the identity that relays Teams card answers (the Logic App's). It is not a
+# person's role, so no gate may name it and it is not a ``Role``; tokens may carry it.
+RELAY_ROLE = "DR.ApprovalRelay"
+# Every app role of the app registration: what a bearer token's ``roles`` claim may hold.
+APP_ROLES = (*(role.value for role in Role), RELAY_ROLE)
+
+
 class RunbookPath(StrEnum):
     """The runbook paths an incident can be classified into."""
 

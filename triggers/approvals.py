@@ -28,7 +28,7 @@ from shared.auth import (
 )
 from shared.folding import doorbell_event
 from shared.gates import refusal, same_person
-from shared.models import ApprovalDecision, Decision, Gate, Principal
+from shared.models import RELAY_ROLE, ApprovalDecision, Decision, Gate, Principal
 from shared.stores import ActionTokenUses, StoreError
 from triggers._http import (
     Refusal,
@@ -41,8 +41,6 @@ from triggers._http import (
 log = logging.getLogger(__name__)
 
 bp = df.Blueprint()
-
-RELAY_ROLE = "DR.ApprovalRelay"
 
 
 class DecisionBody(BaseModel):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from drctl.cli import CommandError, emit_json
-from shared.models import Role
+from shared.models import APP_ROLES, Role
 
 
 def add_arguments(parser) -> None:
@@ -29,11 +29,10 @@ def run(args) -> int:
     if not 0 < args.ttl <= 7 * 86400:
         raise CommandError("--ttl must be between 1 second and 7 days")
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
-    known = {r.value for r in Role}
-    unknown = [r for r in roles if r not in known]
+    unknown = [r for r in roles if r not in APP_ROLES]
     if unknown:
         raise CommandError(
-            f"unknown role(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            f"unknown role(s) {', '.join(unknown)}; known: {', '.join(sorted(APP_ROLES))}"
         )
     state_dir = Path(args.state_dir or os.environ.get("DR_STATE_DIR") or ".devhost")
     try:

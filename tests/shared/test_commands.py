@@ -65,6 +65,20 @@ def test_token_with_unknown_role_cannot_run(tmp_path):
     assert "unknown role(s) Root" in json.loads(result.stdout.strip().splitlines()[-1])["error"]
 
 
+def test_token_can_carry_the_role_the_card_relay_requires(tmp_path):
+    from triggers.approvals import RELAY_ROLE
+
+    result = drctl(
+        "token", "--user", "logicapp", "--roles", RELAY_ROLE, "--state-dir", str(tmp_path), "--json"
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    key = LocalIssuer(tmp_path).key.public_key()
+    claims = jwt.decode(out["token"], key, algorithms=["RS256"], audience=AUDIENCE)
+    assert claims["roles"] == ["DR.ApprovalRelay"]
+
+
 def test_audit_verify_exit_codes_follow_the_chain(storage_connection_string):
     incident = f"prod-eu.data.{uuid.uuid4().int % 10**8}"
     writer = AuditWriter(storage_connection_string)
