@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import azure.durable_functions as df
 import azure.functions as func
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from shared import runtime
 from shared.auth import (
@@ -43,10 +44,18 @@ log = logging.getLogger(__name__)
 bp = df.Blueprint()
 
 
+def _no_comment(value: Any) -> Any:
+    """A null comment is no comment (a client or a card answer without one sends null)."""
+    return "" if value is None else value
+
+
+Comment = Annotated[str, Field(max_length=2000), BeforeValidator(_no_comment)]
+
+
 class DecisionBody(BaseModel):
     gate: Gate
     decision: Decision
-    comment: str = Field(default="", max_length=2000)
+    comment: Comment = ""
 
 
 class CardBody(BaseModel):
@@ -55,7 +64,7 @@ class CardBody(BaseModel):
     action_token: str = Field(min_length=10, max_length=4000, alias="actionToken")
     responder: str = Field(min_length=1, max_length=320, description="the responder's UPN")
     responder_id: str | None = Field(default=None, alias="responderId", max_length=200)
-    comment: str = Field(default="", max_length=2000)
+    comment: Comment = ""
 
     model_config = {"populate_by_name": True}
 

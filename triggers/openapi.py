@@ -103,7 +103,7 @@ SPEC = {
                         "enum": ["recovery", "rpo", "fence", "cutover", "signoff"],
                     },
                     "decision": {"type": "string", "enum": ["approve", "reject"]},
-                    "comment": {"type": "string", "maxLength": 2000},
+                    "comment": {"type": "string", "maxLength": 2000, "nullable": True},
                 },
             },
             "CardAnswer": {
@@ -113,7 +113,7 @@ SPEC = {
                     "actionToken": {"type": "string"},
                     "responder": {"type": "string"},
                     "responderId": {"type": "string"},
-                    "comment": {"type": "string"},
+                    "comment": {"type": "string", "maxLength": 2000, "nullable": True},
                 },
             },
             "OperatorAction": {

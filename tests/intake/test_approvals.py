@@ -182,3 +182,29 @@ def test_card_relay_refuses_a_bad_action_token(stack: Stack, tamper):
     r = stack.relay_card(tokens[tamper], "alice")
 
     assert r.status_code == 401, r.text
+
+
+def test_null_comment_on_a_decision_is_no_comment(stack: Stack):
+    body = {"gate": "recovery", "decision": "approve", "comment": None}
+
+    r = stack.request(
+        "POST",
+        f"/api/incidents/{UNKNOWN}/approvals",
+        json=body,
+        headers=stack.auth("alice", ["DR.Approver"]),
+    )
+
+    assert r.status_code == 404, r.text  # the body was taken; the incident does not exist
+
+
+def test_null_comment_on_a_card_answer_is_no_comment(stack: Stack):
+    token = stack.action_signer().issue(UNKNOWN, "recovery", "approve", ttl=timedelta(minutes=5))
+
+    r = stack.request(
+        "POST",
+        "/api/approvals/card",
+        json={"actionToken": token, "responder": "alice", "comment": None},
+        headers=stack.auth("logic-app-relay", ["DR.ApprovalRelay"]),
+    )
+
+    assert r.status_code == 409, r.text  # the body was taken; the token's gate is not open
