@@ -38,6 +38,8 @@ JWKS_TTL_S = 600.0
 JWKS_MIN_REFRESH_S = 30.0
 CLOCK_SKEW_S = 60
 ACTION_TOKEN_PREFIX = "v1"
+# Tokens this app issues are a few hundred ASCII characters; anything longer is not one of them.
+MAX_ACTION_TOKEN_CHARS = 4000
 MIN_ACTION_KEY_BYTES = 32
 
 
@@ -415,7 +417,9 @@ class ActionTokenSigner:
 
         :raises Unauthenticated: forged, malformed, expired or bound to something else.
         """
-        parts = token.split(".") if isinstance(token, str) else []
+        well_formed = isinstance(token, str) and token.isascii()
+        well_formed = well_formed and len(token) <= MAX_ACTION_TOKEN_CHARS
+        parts = token.split(".") if well_formed else []
         if len(parts) != 3 or parts[0] != ACTION_TOKEN_PREFIX:
             raise Unauthenticated("action token is malformed")
         if not hmac.compare_digest(self._sign(parts[1]), parts[2]):

@@ -59,9 +59,13 @@ class DecisionBody(BaseModel):
 
 
 class CardBody(BaseModel):
-    """What the Logic App relays from a Teams card: the action token and who pressed it."""
+    """What the Logic App relays from a Teams card: the action token and who pressed it.
 
-    action_token: str = Field(min_length=10, max_length=4000, alias="actionToken")
+    Any text is taken as the action token: the token check answers 401 for one that is
+    malformed, as for one that is forged or expired.
+    """
+
+    action_token: str = Field(alias="actionToken")
     responder: str = Field(min_length=1, max_length=320, description="the responder's UPN")
     responder_id: str | None = Field(default=None, alias="responderId", max_length=200)
     comment: Comment = ""

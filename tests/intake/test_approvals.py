@@ -152,7 +152,19 @@ def test_card_relay_needs_the_relay_role(stack: Stack):
     assert anonymous.status_code == 401
 
 
-@pytest.mark.parametrize("tamper", ["forged", "expired", "malformed", "other-gate-bytes"])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "forged",
+        "expired",
+        "malformed",
+        "short",
+        "empty",
+        "not-ascii",
+        "overlong",
+        "other-gate-bytes",
+    ],
+)
 def test_card_relay_refuses_a_bad_action_token(stack: Stack, tamper):
     from shared.auth import ActionTokenSigner
 
@@ -170,6 +182,10 @@ def test_card_relay_refuses_a_bad_action_token(stack: Stack, tamper):
             now=datetime.now(UTC) - timedelta(hours=1),
         ),
         "malformed": "v1.only-two-parts-and-more-than-ten",
+        "short": "v1.x.y",
+        "empty": "",
+        "not-ascii": "v1.x.\u00e9",
+        "overlong": "v1." + "x" * 5000 + ".y",
         # The payload of one token with the signature of another: the HMAC binds them.
         "other-gate-bytes": ".".join(
             [

@@ -291,6 +291,16 @@ def test_tampered_or_foreign_action_token_is_refused():
         signer.verify("garbage")
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["v1.x.\u00e9", "v1.\u00e9.y", "v1.\udcff.y", "v1.x." + "y" * 5000, "", "v2.x.y"],
+    ids=["not-ascii-mac", "not-ascii-payload", "lone-surrogate", "overlong", "empty", "version"],
+)
+def test_text_that_is_no_action_token_is_malformed_not_an_error(text):
+    with pytest.raises(Unauthenticated, match="malformed"):
+        ActionTokenSigner(KEY).verify(text)
+
+
 def test_action_token_is_spent_once():
     signer, uses = ActionTokenSigner(KEY), Uses()
     token = signer.issue("i", Gate.SIGNOFF, Decision.APPROVE, ttl=timedelta(minutes=5))
