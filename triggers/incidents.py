@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 from azure.core.exceptions import AzureError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from shared import runtime
 from shared.audit import AuditError
@@ -38,11 +39,35 @@ log = logging.getLogger(__name__)
 bp = df.Blueprint()
 
 
+TIME_FORMATS = "an ISO 8601 date and time with its offset, e.g. 2026-12-04T09:00:00Z"
+
+
 class Declaration(BaseModel):
     environment: str = Field(min_length=1, max_length=100)
     path: RunbookPath | None = Field(default=None, description="the path the operator suspects")
     reason: str = Field(min_length=1, max_length=2000)
-    suspected_since: str | None = Field(default=None, max_length=100)
+    suspected_since: str | None = Field(
+        default=None,
+        max_length=100,
+        description="when the damage is thought to have started; kept in UTC",
+    )
+
+    @field_validator("suspected_since")
+    @classmethod
+    def _a_time(cls, value: str | None) -> str | None:
+        """The time in UTC, or ValueError: the recovery point search starts from it."""
+        if value is None:
+            return None
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a time; give {TIME_FORMATS}") from None
+        if when.tzinfo is None:
+            raise ValueError(f"{value!r} has no offset from UTC; give {TIME_FORMATS}")
+        try:
+            return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        except OverflowError:
+            raise ValueError(f"{value!r} is out of range in UTC") from None
 
 
 class OperatorRequest(BaseModel):

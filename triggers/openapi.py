@@ -91,7 +91,11 @@ SPEC = {
                         ],
                     },
                     "reason": {"type": "string", "minLength": 1, "maxLength": 2000},
-                    "suspected_since": {"type": "string"},
+                    "suspected_since": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "ISO 8601 with an offset, e.g. 2026-12-04T09:00:00Z",
+                    },
                 },
             },
             "Decision": {

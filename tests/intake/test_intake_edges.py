@@ -109,6 +109,41 @@ def test_ignored_signals_are_recorded_on_the_intake_trail(stack: Stack):
     assert "no environment" in records[0]["reason"]
 
 
+# --------------------------------------------------------------------------- declarations
+
+
+@pytest.mark.parametrize("since", ["not a date", "2026-12-04T09:00:00", "2026-12-04"])
+def test_declaration_with_a_suspected_since_that_is_no_time_is_400_and_starts_nothing(
+    stack: Stack, since
+):
+    body = {"environment": "edge-8", "reason": "ledger looks wrong", "suspected_since": since}
+
+    r = stack.request(
+        "POST", "/api/incidents", json=body, headers=stack.auth("olivia", ["DR.Operator"])
+    )
+
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert "suspected_since" in error and "ISO 8601" in error and "2026-12-04T09:00:00Z" in error
+    assert _no_incident_for(stack, "edge-8")
+
+
+@pytest.mark.parametrize(
+    ("since", "kept"),
+    [
+        ("2026-12-04T09:00:00Z", "2026-12-04T09:00:00Z"),
+        ("2026-12-04T10:30:00+01:30", "2026-12-04T09:00:00Z"),
+        ("2026-12-04T09:00:00.250000+00:00", "2026-12-04T09:00:00.250000Z"),
+    ],
+)
+def test_declared_suspected_since_is_kept_in_utc(since, kept):
+    from triggers.incidents import Declaration
+
+    declaration = Declaration(environment="prod-eu", reason="r", suspected_since=since)
+
+    assert declaration.suspected_since == kept
+
+
 # ---------------------------------------------------------------------------- Event Grid
 
 
