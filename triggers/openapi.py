@@ -17,16 +17,31 @@ def _json(schema: dict) -> dict:
     return {"content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*codes: int) -> dict:
-    words = {
-        400: "the body is not what the route takes; the error says what is wrong",
-        401: "no valid bearer token (checked before anything is looked up)",
-        403: "the caller lacks the role, or declared the incident it tries to approve",
-        404: "no such incident",
-        409: "the gate is not open, or the incident is not waiting for this",
-        413: "the body is larger than the limit",
+_WORDS = {
+    400: "the body is not what the route takes; the error says what is wrong",
+    401: "no valid bearer token (checked before anything is looked up)",
+    403: "the caller lacks the role, or declared the incident it tries to approve",
+    404: "no such incident",
+    409: "the gate is not open, or the incident is not waiting for this",
+    413: "the body is larger than the limit",
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before sending it again (when storage failed)",
+        "schema": {"type": "integer"},
     }
+}
+
+
+def _errors(*codes: int, said: dict[int, str] | None = None) -> dict:
+    """The error answers of a route; ``said`` words a status the way that route means it."""
+    words = {**_WORDS, **(said or {})}
     return {str(c): {"description": words[c], **_json(_ERROR)} for c in codes}
+
+
+def _unavailable(description: str) -> dict:
+    """A 503 answer that carries Retry-After when storage failed (Azure Monitor resends then)."""
+    return {"503": {"description": description, "headers": _RETRY_AFTER, **_json(_ERROR)}}
 
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -142,6 +157,11 @@ SPEC = {
                         **_json({"$ref": "#/components/schemas/Intake"}),
                     },
                     **_errors(400, 413),
+                    **_unavailable(
+                        "the configuration cannot be loaded, or storage could not record the "
+                        "signal (then with Retry-After: Azure Monitor resends a webhook on 503, "
+                        "and a resent signal is recognised by its dedupe key)"
+                    ),
                 },
             }
         },
@@ -162,7 +182,18 @@ SPEC = {
                         "description": "declared or folded",
                         **_json({"$ref": "#/components/schemas/Intake"}),
                     },
-                    **_errors(400, 401, 403, 404, 413),
+                    **_errors(
+                        400,
+                        401,
+                        403,
+                        404,
+                        413,
+                        said={
+                            403: "the caller lacks the role DR.Operator",
+                            404: "the environment is not in the configuration",
+                        },
+                    ),
+                    **_unavailable("storage could not record the declaration; send it again"),
                 },
             },
         },
@@ -187,7 +218,17 @@ SPEC = {
                         "schema": {"type": "string", "enum": ["json", "md", "html"]},
                     },
                 ],
-                "responses": {"200": {"description": "the report"}, **_errors(400, 404)},
+                "responses": {
+                    "200": {"description": "the report"},
+                    **_errors(
+                        400,
+                        404,
+                        said={
+                            400: "format is not json, md or html",
+                            404: "no such incident, or it has not ended yet (no report)",
+                        },
+                    ),
+                },
             }
         },
         "/incidents/{id}/approvals": {
@@ -201,7 +242,20 @@ SPEC = {
                 },
                 "responses": {
                     "202": {"description": "recorded", **_json({"type": "object"})},
-                    **_errors(400, 401, 403, 404, 409, 413),
+                    **_errors(
+                        400,
+                        401,
+                        403,
+                        404,
+                        409,
+                        413,
+                        said={
+                            409: (
+                                "the gate is not open, or the caller already decided otherwise "
+                                "at this opening of the gate"
+                            )
+                        },
+                    ),
                 },
             }
         },
@@ -215,7 +269,29 @@ SPEC = {
                 },
                 "responses": {
                     "202": {"description": "recorded", **_json({"type": "object"})},
-                    **_errors(400, 401, 403, 409, 413),
+                    **_errors(
+                        400,
+                        401,
+                        403,
+                        409,
+                        413,
+                        503,
+                        said={
+                            401: (
+                                "no valid bearer token for the relay, or the action token is "
+                                "malformed, forged or expired"
+                            ),
+                            403: (
+                                "the relay lacks DR.ApprovalRelay, or the responder may not "
+                                "decide the gate"
+                            ),
+                            409: (
+                                "the token's gate is not open, or the token was already used "
+                                "by this responder"
+                            ),
+                            503: "this app has no key to check action tokens with",
+                        },
+                    ),
                 },
             }
         },
@@ -230,7 +306,18 @@ SPEC = {
                 },
                 "responses": {
                     "202": {"description": "sent to the plan", **_json({"type": "object"})},
-                    **_errors(400, 401, 403, 404, 409, 413),
+                    **_errors(
+                        400,
+                        401,
+                        403,
+                        404,
+                        409,
+                        413,
+                        said={
+                            403: "the caller lacks the role DR.Operator",
+                            409: "the incident is not in needs-operator, or the step is not parked",
+                        },
+                    ),
                 },
             }
         },

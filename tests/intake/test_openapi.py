@@ -138,3 +138,38 @@ def test_served_document_is_the_one_in_the_code(document):
     from triggers.openapi import SPEC
 
     assert set(document["paths"]) == set(SPEC["paths"])
+
+
+# What each route answers, as docs/intake.md and docs/routes.md describe it (and the code does).
+ANSWERS = {
+    ("post", "/alerts"): {"202", "400", "413", "503"},
+    ("get", "/incidents"): {"200"},
+    ("post", "/incidents"): {"202", "400", "401", "403", "404", "413", "503"},
+    ("get", "/incidents/{id}"): {"200", "404"},
+    ("get", "/incidents/{id}/report"): {"200", "400", "404"},
+    ("post", "/incidents/{id}/approvals"): {"202", "400", "401", "403", "404", "409", "413"},
+    ("post", "/approvals/card"): {"202", "400", "401", "403", "409", "413", "503"},
+    ("post", "/incidents/{id}/actions"): {"202", "400", "401", "403", "404", "409", "413"},
+    ("post", "/samples/hello"): {"202", "400"},
+    ("get", "/openapi.json"): {"200"},
+}
+
+
+def test_every_route_lists_the_answers_it_gives():
+    from triggers.openapi import SPEC
+
+    listed = {(m, p): set(op["responses"]) for p, m, op in _operations(SPEC)}
+
+    assert listed == ANSWERS
+
+
+@pytest.mark.parametrize("path", ["/alerts", "/incidents"])
+def test_storage_failure_503_names_retry_after(path):
+    from triggers.openapi import SPEC
+
+    unavailable = SPEC["paths"][path]["post"]["responses"]["503"]
+
+    assert "Retry-After" in unavailable["headers"]
+    assert unavailable["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"
+    }
