@@ -18,6 +18,24 @@ from shared.stores import _Table, connection_string_from_settings, storage_optio
 
 log = logging.getLogger(__name__)
 
+# How long the monitor waits at most between tries at a primary it could not observe. Each
+# failed try doubles the wait from the configured interval up to this: a primary that is down,
+# or an app with no Azure to ask, costs one probe and one log line a minute, not one a second.
+MAX_WATCH_BACKOFF_S = 60.0
+
+
+def next_watch_interval(interval_s: float, failures: int) -> float:
+    """Seconds until the next observation of a primary.
+
+    ``interval_s`` (the environment's ``watch_interval``) while the primary answers; after
+    ``failures`` failed tries in a row, ``interval_s`` doubled once per failure, up to
+    ``MAX_WATCH_BACKOFF_S`` (and never less than ``interval_s``).
+    """
+    if failures <= 0:
+        return interval_s
+    backed_off = interval_s * 2 ** min(failures, 32)
+    return max(interval_s, min(backed_off, MAX_WATCH_BACKOFF_S))
+
 
 class WatchRecord(BaseModel):
     environment: str
