@@ -412,7 +412,9 @@ WHERE (d.id IS NULL OR c.id IS NULL OR p.amount < 0 OR d.account_id IS DISTINCT 
 # balance minus what it gives as debit side plus what it takes as credit side): two numeric
 # sums per line instead of four. The recomputed residuals are evaluated once per line in a
 # subquery kept apart from the filter (OFFSET 0), rather than once per use in the filter, and
-# each currency's unit is computed per currency, not per line.
+# each currency's unit is computed per currency, not per line. A sample names the first field that
+# disagrees (company residual, residual in currency, reconciled flag) with its stored and
+# expected values, as text.
 RESIDUALS_SQL = limited(
     """
 WITH agg AS (
@@ -444,18 +446,27 @@ WITH agg AS (
     OFFSET 0
 ), wrong AS (
     SELECT *,
-           CASE WHEN abs(amount_residual - residual) > unit
-                  THEN 'residual differs from balance minus its reconciliations'
+           CASE WHEN abs(amount_residual - residual) > unit THEN 'amount_residual'
                 WHEN abs(amount_residual_currency - residual_currency) > unit_currency
-                  THEN 'residual in currency differs from its reconciliations'
-                ELSE 'reconciled flag disagrees with the residual' END AS reason
+                  THEN 'amount_residual_currency'
+                ELSE 'reconciled' END AS field
     FROM expected
     WHERE abs(amount_residual - residual) > unit
        OR abs(amount_residual_currency - residual_currency) > unit_currency
        OR reconciled IS DISTINCT FROM (residual = 0 AND residual_currency = 0)
 )
-SELECT id AS line_id, move_id, move_name, amount_residual AS stored, residual AS expected,
-       reason
+SELECT id AS line_id, move_id, move_name, field,
+       CASE field WHEN 'amount_residual' THEN amount_residual::text
+                  WHEN 'amount_residual_currency' THEN amount_residual_currency::text
+                  ELSE reconciled::text END AS stored,
+       CASE field WHEN 'amount_residual' THEN residual::text
+                  WHEN 'amount_residual_currency' THEN residual_currency::text
+                  ELSE (residual = 0 AND residual_currency = 0)::text END AS expected,
+       CASE field WHEN 'amount_residual'
+                    THEN 'residual differs from balance minus its reconciliations'
+                  WHEN 'amount_residual_currency'
+                    THEN 'residual in currency differs from its reconciliations'
+                  ELSE 'reconciled flag disagrees with the residual' END AS reason
 FROM wrong
 """,
     "line_id",

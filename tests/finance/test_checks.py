@@ -4,6 +4,7 @@ no failing check (no false positives) in 16, 17 and 18."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -423,3 +424,20 @@ def test_damage_in_several_journals_is_sampled_in_move_order(seeded, odoo):
     few = db.validate(sample_limit=3).check("hash_chain.broken")
     assert few.count == len(altered)
     assert [s["move_id"] for s in few.samples] == sorted(altered)[:3]
+
+
+def test_a_wrong_residual_in_currency_is_shown_with_the_currency_residual(seeded):
+    db = seeded(17, moves=300)
+    line = db.one(
+        "SELECT l.id FROM account_move_line l JOIN account_account a ON a.id = l.account_id "
+        "WHERE a.reconcile AND l.reconciled AND l.amount_residual = 0 "
+        "AND l.amount_residual_currency = 0 ORDER BY l.id LIMIT 1"
+    )
+    db.sql("UPDATE account_move_line SET amount_residual_currency = 100 WHERE id = %s", (line,))
+    check = db.validate().check("reconcile.inconsistent")
+    samples = [s for s in check.samples if s.get("line_id") == line]
+    assert len(samples) == 1
+    sample = samples[0]
+    assert sample["field"] == "amount_residual_currency"
+    assert Decimal(sample["stored"]) == 100 and Decimal(sample["expected"]) == 0
+    assert sample["reason"] == "residual in currency differs from its reconciliations"
