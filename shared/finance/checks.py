@@ -368,18 +368,43 @@ def sequence_checks(ctx: Context, conn: psycopg.Connection) -> list[CheckResult]
     return out
 
 
+# What stands in place of Odoo's unique index on posted names: its validity, whether it is
+# unique, and its key columns (an expression column has no name).
+UNIQUE_NAME_INDEX_SQL = """
+SELECT i.indisvalid, i.indisunique, i.indrelid = 'account_move'::regclass AS on_moves,
+       (SELECT array_agg(a.attname::text ORDER BY k.n)
+        FROM unnest((i.indkey::int2[])[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, n)
+        LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) AS columns
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE c.relname = 'account_move_unique_name' AND c.relnamespace = current_schema()::regnamespace
+"""
+UNIQUE_NAME_COLUMNS = ("name", "journal_id")
+
+
 def _unique_index_note(ctx: Context, conn: psycopg.Connection) -> str:
-    row = conn.execute(
-        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "WHERE c.relname = 'account_move_unique_name'"
-    ).fetchone()
+    """What the detail says of the index that keeps posted names unique per journal: missing,
+    invalid, not unique, or unique on other columns (each lets duplicates in)."""
+    row = conn.execute(UNIQUE_NAME_INDEX_SQL).fetchone()
     if row is None:
         if ctx.version >= 17:
             return "; the unique index account_move_unique_name is missing"
         return "; Odoo 16 enforces unique names in Python only (no unique index)"
-    if not row[0]:
-        return "; the unique index account_move_unique_name is INVALID"
-    return ""
+    valid, unique, on_moves, columns = row
+    columns = [c or "(expression)" for c in columns or ()]
+    problems = []
+    if not on_moves:
+        problems.append("is not on account_move")
+    if not valid:
+        problems.append("is INVALID")
+    if not unique:
+        problems.append("is not unique")
+    elif sorted(columns) != sorted(UNIQUE_NAME_COLUMNS):
+        problems.append(
+            f"is unique on ({', '.join(columns)}), not ({', '.join(UNIQUE_NAME_COLUMNS)})"
+        )
+    if not problems:
+        return ""
+    return "; the index account_move_unique_name " + " and ".join(problems)
 
 
 # --------------------------------------------------------------------------- reconciliation

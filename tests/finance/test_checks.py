@@ -128,6 +128,25 @@ def test_a_duplicated_number_is_found_with_both_moves(seeded, odoo):
         assert "account_move_unique_name is missing" in check.detail
 
 
+@pytest.mark.parametrize(
+    ("replacement", "told"),
+    [
+        ("CREATE INDEX account_move_unique_name ON account_move (name, journal_id)",
+         "account_move_unique_name is not unique"),
+        ("CREATE UNIQUE INDEX account_move_unique_name ON account_move (name, date) "
+         "WHERE state = 'posted'",
+         "account_move_unique_name is unique on (name, date), not (name, journal_id)"),
+    ],
+)  # fmt: skip
+def test_a_replaced_unique_name_index_is_named_in_the_duplicates_detail(seeded, replacement, told):
+    db = seeded(17)
+    db.sql("DROP INDEX account_move_unique_name")
+    db.sql(replacement)
+    check = db.validate().check("sequence.duplicates")
+    assert check.status == "pass"
+    assert told in check.detail
+
+
 def test_a_gap_names_the_journal_the_prefix_and_the_missing_number(seeded):
     db = seeded(17)
     middle, journal, prefix, number = db.one(
