@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from shared.finance.models import ValidationReport, ValidationRequest
 from shared.finance.seed import SeedOptions, SeedResult, seed_database
@@ -37,6 +38,27 @@ class Seeded:
         rows = self.sql(statement, params)
         assert rows, f"no row for: {statement}"
         return rows[0][0] if len(rows[0]) == 1 else rows[0]
+
+    def copy_move(self, move_id: int, **changes) -> int:
+        """Copy a move and its lines as SQL would (no Odoo rule applied), with ``changes`` to
+        the move's columns (a new ``name`` goes to the lines' stored copy too); the new id."""
+        move = Jsonb(changes)
+        line = Jsonb({"move_name": changes["name"]} if "name" in changes else {})
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            new_id = conn.execute(
+                "INSERT INTO account_move SELECT (jsonb_populate_record(NULL::account_move, "
+                "to_jsonb(m) || jsonb_build_object('id', nextval('account_move_id_seq')) || %s)).* "
+                "FROM account_move m WHERE m.id = %s RETURNING id",
+                (move, move_id),
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO account_move_line SELECT (jsonb_populate_record("
+                "NULL::account_move_line, to_jsonb(l) || jsonb_build_object("
+                "'id', nextval('account_move_line_id_seq'), 'move_id', %s) || %s)).* "
+                "FROM account_move_line l WHERE l.move_id = %s ORDER BY l.id",
+                (new_id, line, move_id),
+            )
+        return new_id
 
     def validate(self, **kwargs) -> ValidationReport:
         kwargs.setdefault("filestore", self.filestore)

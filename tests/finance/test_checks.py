@@ -128,6 +128,24 @@ def test_a_duplicated_number_is_found_with_both_moves(seeded, odoo):
         assert "account_move_unique_name is missing" in check.detail
 
 
+def test_one_number_posted_twice_under_two_paddings_is_a_duplicate(seeded):
+    db = seeded(17)
+    first, _, journal = _misc_moves(db, 2)[1]
+    prefix, number = db.one(
+        "SELECT sequence_prefix, sequence_number FROM account_move WHERE id = %s", (first,)
+    )
+    padded = f"{prefix}{number:03d}"  # MISC/2024/01/002 beside MISC/2024/01/0002
+    copy = db.copy_move(first, name=padded)
+    report = db.validate()
+    check = report.check("sequence.duplicates")
+    assert check.status == "fail" and check.count == 1
+    sample = check.samples[0]
+    assert (sample["journal_id"], sample["prefix"], sample["number"]) == (journal, prefix, number)
+    assert sample["move_ids"] == [first, copy]
+    assert padded in sample["names"]
+    assert report.check("sequence.gaps").status == "pass"
+
+
 @pytest.mark.parametrize(
     ("replacement", "told"),
     [
