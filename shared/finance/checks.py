@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -151,21 +151,176 @@ WHERE schemaname = current_schema() AND tablename = 'account_move_line' AND attn
 """
 
 
-# Summed per company first, then named: the company and currency joins see one row per
-# company instead of one per line.
-TRIAL_SQL = """
-SELECT t.company_id, co.name AS company, cur.decimal_places AS decimals,
-       t.debit, t.credit, t.balance
-FROM (
-    SELECT l.company_id, sum(l.debit) AS debit, sum(l.credit) AS credit, sum(l.balance) AS balance
+# The company an account or a journal belongs to may post on it, and so may that company's
+# branches (17+: a branch's parent_path starts with its parent's); 18 lists an account's
+# companies in a table instead of a column. These pairs are a few rows per account and journal.
+ALLOWED_SQL = """
+company AS (
+    SELECT id, {path} AS path FROM res_company
+), allowed_account AS (
+    SELECT DISTINCT o.account_id, c.id AS company_id
+    FROM ({account_companies}) o
+    JOIN company p ON p.id = o.company_id
+    JOIN company c ON c.path LIKE p.path || '%%'
+), allowed_journal AS (
+    SELECT DISTINCT j.id AS journal_id, c.id AS company_id
+    FROM account_journal j
+    JOIN company p ON p.id = j.company_id
+    JOIN company c ON c.path LIKE p.path || '%%'
+)"""
+
+
+def _allowed_joins(alias: str) -> str:
+    return (
+        f" LEFT JOIN allowed_account aa ON aa.account_id = {alias}.account_id"
+        f" AND aa.company_id = {alias}.company_id"
+        f" LEFT JOIN allowed_journal aj ON aj.journal_id = {alias}.journal_id"
+        f" AND aj.company_id = {alias}.company_id"
+    )
+
+
+def _not_belonging(alias: str) -> str:
+    """Rows (lines, or groups of lines) on an account or journal their company may not use."""
+    return (
+        f"(({alias}.account_id IS NOT NULL AND aa.account_id IS NULL)"
+        f" OR ({alias}.journal_id IS NOT NULL AND aj.journal_id IS NULL))"
+    )
+
+
+class AmountRule(NamedTuple):
+    """A rule on a posted line's own amounts, and the CHECK constraint Odoo keeps it with."""
+
+    condition: str  # true when the line breaks the rule
+    reason: str
+    constraint: str | None = None
+    columns: tuple[str, ...] = ()  # the constraint's columns, sorted
+
+
+# Two of the rules are CHECK constraints Odoo creates. A CHECK that is present and validated
+# holds on every row (PostgreSQL enforces it on every write, COPY and restores included, and
+# disabling triggers does not lift it), so its rule is run on the lines only where the
+# constraint is missing, NOT VALID or on other columns. Nothing in the database keeps balance
+# equal to debit minus credit: that rule always runs.
+AMOUNT_RULES = (
+    AmountRule("l.balance IS DISTINCT FROM l.debit - l.credit",
+               "balance differs from debit minus credit"),
+    AmountRule("(l.debit <> 0 AND l.credit <> 0)", "debit and credit both set",
+               "account_move_line_check_credit_debit", ("credit", "debit", "display_type")),
+    AmountRule("((l.balance < 0 AND l.amount_currency > 0) "
+               "OR (l.balance > 0 AND l.amount_currency < 0))",
+               "amount in currency of the other sign than the balance",
+               "account_move_line_check_amount_currency_balance_sign",
+               ("amount_currency", "balance", "display_type")),
+)  # fmt: skip
+CONSTRAINTS_SQL = """
+SELECT c.conname, c.convalidated,
+       (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
+        WHERE a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)) AS columns
+FROM pg_constraint c
+WHERE c.conrelid = 'account_move_line'::regclass AND c.contype = 'c' AND c.conname = ANY(%s)
+"""
+
+# Per company over the posted lines, summed first per company, account and journal (a few
+# thousand groups, hashed), then per company: the company and currency joins see one row per
+# company, and the pairs an account or journal allows are looked up once per group, not once
+# per line. The same scan counts the lines whose amounts break a rule that no constraint holds.
+TRIAL_SQL = f"""
+WITH {ALLOWED_SQL}, grouped AS (
+    SELECT l.company_id, l.account_id, l.journal_id, sum(l.debit) AS debit,
+           sum(l.credit) AS credit, sum(l.balance) AS balance, count(*) AS n_lines,
+           count(*) FILTER (WHERE {{amounts_wrong}} OR (l.account_id IS NULL {{accountable}}))
+               AS wrong
     FROM account_move_line l
-    WHERE l.parent_state = 'posted' {line_filter}
-    GROUP BY l.company_id
-) t
+    WHERE l.parent_state = 'posted' {{line_filter}}
+    GROUP BY l.company_id, l.account_id, l.journal_id
+), per_company AS (
+    SELECT g.company_id, sum(g.debit) AS debit, sum(g.credit) AS credit,
+           sum(g.balance) AS balance,
+           sum(g.wrong) + coalesce(sum(g.n_lines) FILTER (WHERE {_not_belonging("g")}), 0)
+               AS wrong_lines
+    FROM grouped g {_allowed_joins("g")}
+    GROUP BY g.company_id
+)
+SELECT t.company_id, co.name AS company, cur.decimal_places AS decimals,
+       t.debit, t.credit, t.balance, t.wrong_lines
+FROM per_company t
 LEFT JOIN res_company co ON co.id = t.company_id
 LEFT JOIN res_currency cur ON cur.id = co.currency_id
 ORDER BY t.company_id
 """
+
+# The wrong lines themselves, each with its first reason, only when the scan counted some.
+WRONG_LINES_SQL = f"""
+WITH {ALLOWED_SQL}, found AS MATERIALIZED (
+    SELECT l.id AS line_id, l.move_id, l.company_id,
+           CASE {{reasons}}
+                WHEN l.account_id IS NULL OR acc.id IS NULL THEN 'account missing'
+                WHEN l.journal_id IS NOT NULL AND aj.journal_id IS NULL
+                  THEN 'journal of another company'
+                ELSE 'account of another company' END AS reason
+    FROM account_move_line l {_allowed_joins("l")}
+    LEFT JOIN account_account acc ON acc.id = l.account_id
+    WHERE l.parent_state = 'posted' {{line_filter}}
+      AND ({{amounts_wrong}} OR (l.account_id IS NULL {{accountable}}) OR {_not_belonging("l")})
+)
+SELECT found.*, (SELECT count(*) FROM found) AS total FROM found
+ORDER BY line_id LIMIT %(limit)s
+"""
+
+
+def _trial_format(ctx: Context) -> dict[str, str]:
+    """The parts of the trial balance's queries that depend on the version's columns."""
+    path = "id::text || '/'"
+    if ctx.has("res_company", "parent_path"):
+        path = f"coalesce(parent_path, {path})"
+    if ctx.has("account_account", "company_id"):
+        accounts = "SELECT a.id AS account_id, a.company_id FROM account_account a"
+    elif ctx.has("account_account_res_company_rel", "res_company_id"):
+        accounts = (
+            "SELECT r.account_account_id AS account_id, r.res_company_id AS company_id "
+            "FROM account_account_res_company_rel r"
+        )
+    else:
+        # Limitation: without the accounts' companies only a missing account can be seen.
+        accounts = (
+            "SELECT a.id AS account_id, c.id AS company_id FROM account_account a "
+            "CROSS JOIN res_company c"
+        )
+    accountable = "AND false"
+    if ctx.has("account_move_line", "display_type"):
+        accountable = "AND coalesce(l.display_type, '') NOT IN ('line_section', 'line_note')"
+    reasons = " ".join(f"WHEN {r.condition} THEN '{r.reason}'" for r in AMOUNT_RULES)
+    return {
+        "path": path, "account_companies": accounts, "accountable": accountable,
+        "reasons": reasons, "line_filter": ctx.company_filter("l"),
+        "amounts_wrong": " OR ".join(r.condition for r in AMOUNT_RULES),
+    }  # fmt: skip
+
+
+def _rules_to_run(conn: psycopg.Connection) -> tuple[list[AmountRule], list[str]]:
+    """The amount rules no validated constraint holds, and a note for each such constraint."""
+    names = [r.constraint for r in AMOUNT_RULES if r.constraint]
+    found = {row[0]: row[1:] for row in conn.execute(CONSTRAINTS_SQL, (names,)).fetchall()}
+    rules, notes = [], []
+    for rule in AMOUNT_RULES:
+        if rule.constraint is None:
+            rules.append(rule)
+            continue
+        if rule.constraint not in found:
+            problem = "is missing"
+        else:
+            validated, columns = found[rule.constraint]
+            if not validated:
+                problem = "is NOT VALID"
+            elif tuple(columns or ()) != rule.columns:
+                problem = f"is on ({', '.join(columns or ())}), not ({', '.join(rule.columns)})"
+            else:
+                continue
+        rules.append(rule)
+        notes.append(f"the CHECK constraint {rule.constraint} {problem}: its rule was run on "
+                     "every posted line")  # fmt: skip
+    return rules, notes
+
 
 ORPHAN_SQL = limited(
     """
@@ -250,9 +405,13 @@ def _lines_in_move_order(conn: psycopg.Connection) -> tuple[str, ...]:
 
 def trial_balance_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
     """ledger.trial_balance: per company, posted debits equal posted credits, and the stored
-    balances agree with debit minus credit."""
+    balances agree with debit minus credit; and each posted line on its own: its amounts agree
+    with one another, its account exists, and its account and journal are its company's."""
     started = time.monotonic()
-    rows = _rows(conn, TRIAL_SQL.format(line_filter=ctx.company_filter("l")), ctx.params)
+    rules, notes = _rules_to_run(conn)
+    fmt = _trial_format(ctx)
+    query = TRIAL_SQL.format(**fmt | {"amounts_wrong": " OR ".join(r.condition for r in rules)})
+    rows = _rows(conn, query, ctx.params)
     samples = []
     for r in rows:
         quant = Decimal(1).scaleb(-(r["decimals"] if r["decimals"] is not None else 2))
@@ -265,11 +424,20 @@ def trial_balance_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
                  "credit": str(credit), "difference": str(difference),
                  "balance_minus_debit_credit": str(arithmetic)}
             )  # fmt: skip
-    detail = (
-        f"{len(samples)} of {len(rows)} companies whose posted debits and credits differ "
-        "(or whose balances disagree with debit minus credit)"
-    )
-    return result("ledger.trial_balance", len(samples), samples, detail, started)
+    companies, lines = len(samples), 0
+    if any(r["wrong_lines"] for r in rows):
+        params = {**ctx.params, "limit": ctx.request.sample_limit}
+        lines, found = _found(_rows(conn, WRONG_LINES_SQL.format(**fmt), params))
+        samples += found
+    detail = "; ".join(
+        [f"{companies} of {len(rows)} companies whose posted debits and credits differ (or "
+         "whose balances disagree with debit minus credit)",
+         f"{lines} posted lines whose amounts disagree with one another (balance, debit, credit, "
+         "amount in currency), or whose account is missing or whose account or journal is not "
+         "their company's", *notes]
+    )  # fmt: skip
+    limit = ctx.request.sample_limit
+    return result("ledger.trial_balance", companies + lines, samples[:limit], detail, started)
 
 
 # --------------------------------------------------------------------------- numbering

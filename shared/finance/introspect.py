@@ -26,6 +26,7 @@ TABLES_READ = (
     "res_currency",
     "account_journal",
     "account_account",
+    "account_account_res_company_rel",
     "account_move",
     "account_move_line",
     "account_partial_reconcile",
