@@ -86,33 +86,42 @@ def _steered(conn: psycopg.Connection, settings: tuple[str, ...], query: str, pa
 # the walk leaves it and is aggregated at once; no hash table of every move (at ten million
 # lines the hashed groups spilled to disk) and nothing is sorted. Each group gives the move's
 # balance, its line count and its lines out of step with it; one aggregate over the groups
-# keeps the totals and only the moves that may be a finding (posted, a balance or no line),
-# whose fields are joined afterwards. A line whose move is missing belongs to no group: such
-# lines show as fewer lines matched to moves than the table holds. With a company filter the
-# lines of other companies still join (a move is lineless only without any line) but are left
-# out of the sums and counts.
+# keeps the totals and only the moves that may be a finding (posted with a balance or without
+# a line, or in a state Odoo does not know), whose fields are joined afterwards. A line whose
+# move is missing belongs to no group: such lines show as fewer lines matched to moves than the
+# table holds. With a company filter the lines of other companies still join (a move is
+# lineless only without any line) but are left out of the sums and counts.
 DRIFT = """(l.parent_state IS DISTINCT FROM m.state
             OR l.journal_id IS DISTINCT FROM m.journal_id
             OR l.company_id IS DISTINCT FROM m.company_id
             OR l.date IS DISTINCT FROM m.date OR l.move_name IS DISTINCT FROM m.name)"""
-CANDIDATE = "state = 'posted' AND (balance <> 0 OR n_lines = 0)"
+# A move whose state is none of Odoo's (a state typed 'Posted') is in no ledger check's scope:
+# it is a finding itself, kept with the candidates.
+KNOWN_STATES = "('draft', 'posted', 'cancel')"
+# Whether a move may be a finding is decided once per group, where its sums are at hand, and
+# read by the three array aggregates that keep the candidates.
+CANDIDATE = (
+    "(m.state = 'posted' AND (sum(l.balance) FILTER (WHERE true {line_cond}) <> 0 "
+    f"OR count(l.id) = 0)) OR coalesce(m.state, '') NOT IN {KNOWN_STATES}"
+)
 
 MOVES_LINES_SQL = f"""
 WITH per_move AS (
     SELECT m.id AS move_id, m.state, count(l.id) AS n_lines,
            sum(l.balance) FILTER (WHERE true {{line_cond}}) AS balance,
            count(l.id) FILTER (WHERE true {{line_cond}}) AS matched,
-           count(l.id) FILTER (WHERE {DRIFT} {{line_cond}}) AS drifted
+           count(l.id) FILTER (WHERE {DRIFT} {{line_cond}}) AS drifted,
+           {CANDIDATE} AS candidate
     FROM account_move m LEFT JOIN account_move_line l ON l.move_id = m.id
     GROUP BY m.id
 ), totals AS (
     SELECT coalesce(sum(matched), 0) AS matched, coalesce(sum(drifted), 0) AS drifted,
-           array_agg(move_id) FILTER (WHERE {CANDIDATE}) AS ids,
-           array_agg(balance) FILTER (WHERE {CANDIDATE}) AS balances,
-           array_agg(n_lines) FILTER (WHERE {CANDIDATE}) AS counts
+           array_agg(move_id) FILTER (WHERE candidate) AS ids,
+           array_agg(balance) FILTER (WHERE candidate) AS balances,
+           array_agg(n_lines) FILTER (WHERE candidate) AS counts
     FROM per_move
 ), found AS (
-    SELECT f.move_id, f.balance, f.n_lines, m.name, m.journal_id, m.company_id
+    SELECT f.move_id, f.balance, f.n_lines, m.name, m.journal_id, m.company_id, m.state
     FROM totals t
     CROSS JOIN LATERAL unnest(t.ids, t.balances, t.counts) AS f(move_id, balance, n_lines)
     JOIN account_move m ON m.id = f.move_id
@@ -121,23 +130,29 @@ WITH per_move AS (
     FROM found f
     LEFT JOIN res_company co ON co.id = f.company_id
     LEFT JOIN res_currency cur ON cur.id = co.currency_id
-    WHERE round(f.balance, coalesce(cur.decimal_places, 2)) <> 0
+    WHERE f.state = 'posted' AND round(f.balance, coalesce(cur.decimal_places, 2)) <> 0
 ), lineless AS (
     SELECT f.move_id, f.name, f.journal_id FROM found f
-    WHERE f.n_lines = 0 {{move_filter}}
+    WHERE f.state = 'posted' AND f.n_lines = 0 {{move_filter}}
+), unknown AS (
+    SELECT f.move_id, f.name, f.journal_id, f.state FROM found f
+    WHERE coalesce(f.state, '') NOT IN {KNOWN_STATES} {{move_filter}}
 )
-SELECT 'unbalanced' AS kind, (SELECT count(*) FROM unbalanced) AS total, u.*
+SELECT 'unbalanced' AS kind, (SELECT count(*) FROM unbalanced) AS total, u.*, NULL AS state
 FROM (SELECT * FROM unbalanced ORDER BY move_id LIMIT %(limit)s) u
 UNION ALL
-SELECT 'lineless', (SELECT count(*) FROM lineless), z.*, NULL
+SELECT 'lineless', (SELECT count(*) FROM lineless), z.*, NULL, NULL
 FROM (SELECT * FROM lineless ORDER BY move_id LIMIT %(limit)s) z
 UNION ALL
-SELECT 'drifted', (SELECT drifted FROM totals), NULL, NULL, NULL, NULL
+SELECT 'unknown', (SELECT count(*) FROM unknown), k.move_id, k.name, k.journal_id, NULL, k.state
+FROM (SELECT * FROM unknown ORDER BY move_id LIMIT %(limit)s) k
 UNION ALL
-SELECT 'matched', (SELECT matched FROM totals), NULL, NULL, NULL, NULL
+SELECT 'drifted', (SELECT drifted FROM totals), NULL, NULL, NULL, NULL, NULL
+UNION ALL
+SELECT 'matched', (SELECT matched FROM totals), NULL, NULL, NULL, NULL, NULL
 UNION ALL
 SELECT 'lines', (SELECT count(*) FROM account_move_line l WHERE true {{line_cond}}),
-       NULL, NULL, NULL, NULL
+       NULL, NULL, NULL, NULL, NULL
 """
 
 # The walk in id order is what the pass is written for, but the planner prices a hash join and
@@ -349,17 +364,18 @@ def _found(rows: list[dict]) -> tuple[int, list[dict]]:
 
 def ledger_checks(ctx: Context, conn: psycopg.Connection) -> list[CheckResult]:
     """ledger.unbalanced_moves (Odoo's rule: the lines of a posted move sum to zero once rounded
-    to the company currency's decimals, and a posted move has lines) and ledger.orphan_lines
-    (lines without their move, or out of step with it), from one pass over the lines."""
+    to the company currency's decimals, and a posted move has lines; a move's state is one Odoo
+    knows) and ledger.orphan_lines (lines without their move, or out of step with it), from one
+    pass over the lines."""
     started = time.monotonic()
     conn.execute(f"SET work_mem = '{WORK_MEM}'")
     limit = ctx.request.sample_limit
     params = {**ctx.params, "limit": limit}
     line_cond = " AND l.company_id = ANY(%(companies)s)" if ctx.request.companies else ""
     query = MOVES_LINES_SQL.format(line_cond=line_cond, move_filter=ctx.company_filter("f"))
-    totals: dict[str, int] = {"unbalanced": 0, "lineless": 0, "drifted": 0, "matched": 0,
-                              "lines": 0}  # fmt: skip
-    samples: dict[str, list[dict]] = {"unbalanced": [], "lineless": []}
+    totals: dict[str, int] = {"unbalanced": 0, "lineless": 0, "unknown": 0, "drifted": 0,
+                              "matched": 0, "lines": 0}  # fmt: skip
+    samples: dict[str, list[dict]] = {"unbalanced": [], "lineless": [], "unknown": []}
     for r in _steered(conn, _lines_in_move_order(conn), query, params):
         kind = r["kind"]
         totals[kind] = int(r["total"] or 0)
@@ -370,14 +386,21 @@ def ledger_checks(ctx: Context, conn: psycopg.Connection) -> list[CheckResult]:
                 {"move_id": r["move_id"], "name": r["name"], "journal_id": r["journal_id"],
                  "problem": "posted move without lines"}
             )  # fmt: skip
-    unbalanced, lineless = totals["unbalanced"], totals["lineless"]
+        elif kind == "unknown":
+            samples[kind].append(
+                {"move_id": r["move_id"], "name": r["name"], "journal_id": r["journal_id"],
+                 "problem": f"state {r['state']!r} is none of draft, posted, cancel"}
+            )  # fmt: skip
+    unbalanced, lineless, unknown = totals["unbalanced"], totals["lineless"], totals["unknown"]
     detail = (
         f"{unbalanced} posted moves whose lines do not sum to zero at the company currency's "
-        f"precision, {lineless} posted moves without lines"
+        f"precision, {lineless} posted moves without lines, {unknown} moves in a state Odoo "
+        "does not know (no ledger check sees them as posted)"
     )
+    found = samples["unbalanced"] + samples["lineless"] + samples["unknown"]
     out = [
-        result("ledger.unbalanced_moves", unbalanced + lineless,
-               (samples["unbalanced"] + samples["lineless"])[:limit], detail, started)
+        result("ledger.unbalanced_moves", unbalanced + lineless + unknown, found[:limit], detail,
+               started)
     ]  # fmt: skip
     drifted, orphans = 0, []
     # Lines out of step with their move, or lines matched to no move (fewer matched than held):

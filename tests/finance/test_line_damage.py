@@ -1,5 +1,5 @@
 """Damage to single lines that nets to zero in every move and every company is still found, and
-named line by line."""
+named line by line; a move in a state Odoo does not know is not left out of the ledger."""
 
 from __future__ import annotations
 
@@ -114,6 +114,17 @@ def test_a_branch_posts_on_its_parent_companys_journals_and_accounts(seeded, odo
     db.sql("UPDATE account_move SET company_id = 3 WHERE id = %s", (move,))
     db.sql("UPDATE account_move_line SET company_id = 3 WHERE move_id = %s", (move,))
     assert db.validate().check("ledger.trial_balance").status == "pass"
+
+
+def test_a_move_in_a_state_odoo_does_not_know_is_named(seeded):
+    db = seeded(17)
+    move = _misc_move(db)
+    db.sql("UPDATE account_move SET state = 'Posted' WHERE id = %s", (move,))
+    db.sql("UPDATE account_move_line SET parent_state = 'Posted' WHERE move_id = %s", (move,))
+    check = db.validate().check("ledger.unbalanced_moves")
+    assert check.status == "fail" and check.count == 1
+    assert check.samples[0]["move_id"] == move
+    assert check.samples[0]["problem"] == "state 'Posted' is none of draft, posted, cancel"
 
 
 def test_a_line_rule_held_by_a_constraint_added_not_valid_is_run_on_the_lines(seeded):
