@@ -373,6 +373,74 @@ def test_a_secure_counter_ahead_of_the_chain_means_hashed_moves_are_gone(seeded)
     ]
 
 
+def _last_invoice(db):
+    """The newest posted customer invoice of company 1, with its journal and prefix."""
+    return db.one(
+        "SELECT m.id, m.journal_id, m.sequence_prefix FROM account_move m "
+        "JOIN account_journal j ON j.id = m.journal_id WHERE j.code = 'INV' "
+        "AND m.company_id = 1 AND m.state = 'posted' AND m.move_type = 'out_invoice' "
+        "ORDER BY m.date DESC, m.sequence_number DESC LIMIT 1"
+    )
+
+
+@pytest.mark.parametrize("odoo", [16, 17, 18])
+def test_a_posted_move_without_hash_after_its_chain_began_is_found(seeded, odoo):
+    db = seeded(odoo)
+    last, journal, prefix = _last_invoice(db)
+    number = db.one(
+        "SELECT max(sequence_number) + 1 FROM account_move "
+        "WHERE journal_id = %s AND sequence_prefix = %s",
+        (journal, prefix),
+    )
+    copy = db.copy_move(
+        last, name=f"{prefix}{number:05d}", sequence_number=number, inalterable_hash=None,
+        secure_sequence_number=None,
+    )  # fmt: skip
+    check = db.validate().check("hash_chain.broken")
+    assert check.status == "fail" and check.count == 1
+    sample = check.samples[0]
+    assert (sample["kind"], sample["move_id"], sample["journal_id"]) == (
+        "posted_move_without_hash",
+        copy,
+        journal,
+    )
+
+
+def test_hashes_stripped_from_a_whole_prefix_leave_every_move_of_it_named(seeded):
+    db = seeded(18)
+    last, journal, prefix = _last_invoice(db)
+    stripped = {r[0] for r in db.sql(
+        "UPDATE account_move SET inalterable_hash = NULL WHERE journal_id = %s "
+        "AND sequence_prefix = %s AND state = 'posted' RETURNING id", (journal, prefix),
+    )}  # fmt: skip
+    assert last in stripped and len(stripped) > 3
+    db.sql(
+        "UPDATE account_move_line SET debit = debit + 1, balance = balance + 1 "
+        "WHERE move_id = %s AND display_type = 'payment_term'",
+        (last,),
+    )
+    db.sql(
+        "UPDATE account_move_line SET credit = credit + 1, balance = balance - 1 "
+        "WHERE id = (SELECT min(id) FROM account_move_line WHERE move_id = %s "
+        "AND display_type = 'product')",
+        (last,),
+    )
+    check = db.validate(sample_limit=1000).check("hash_chain.broken")
+    assert check.status == "fail" and check.count == len(stripped)
+    assert {s["move_id"] for s in check.samples} == stripped
+    assert {s["kind"] for s in check.samples} == {"posted_move_without_hash"}
+
+
+def test_a_move_posted_before_its_journal_began_hashing_needs_no_hash(seeded):
+    db = seeded(17)
+    last, journal, _ = _last_invoice(db)
+    db.copy_move(
+        last, name="INV/2023/00001", sequence_prefix="INV/2023/", sequence_number=1,
+        date="2023-12-29", inalterable_hash=None, secure_sequence_number=None,
+    )  # fmt: skip
+    assert db.validate().check("hash_chain.broken").status == "pass"
+
+
 def test_a_hashed_move_set_back_to_draft_is_found(seeded):
     db = seeded(17, moves=200)
     move_id, _ = _hashed_move(db, 17, offset=1)
