@@ -216,6 +216,7 @@ class AmountRule(NamedTuple):
 # disabling triggers does not lift it), so its rule is run on the lines only where the
 # constraint is missing, NOT VALID or on other columns. Nothing in the database keeps balance
 # equal to debit minus credit: that rule always runs.
+# Limitation: a constraint of Odoo's name and columns whose expression was rewritten is trusted.
 AMOUNT_RULES = (
     AmountRule("l.balance IS DISTINCT FROM l.debit - l.credit",
                "balance differs from debit minus credit"),
@@ -287,7 +288,7 @@ def _trial_format(ctx: Context) -> dict[str, str]:
     """The parts of the trial balance's queries that depend on the version's columns."""
     path = "id::text || '/'"
     if ctx.has("res_company", "parent_path"):
-        path = f"coalesce(parent_path, {path})"
+        path = f"coalesce(nullif(parent_path, ''), {path})"
     if ctx.has("account_account", "company_id"):
         accounts = "SELECT a.id AS account_id, a.company_id FROM account_account a"
     elif ctx.has("account_account_res_company_rel", "res_company_id"):
