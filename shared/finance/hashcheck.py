@@ -447,7 +447,8 @@ def _order(item: tuple) -> tuple:
 
 
 def hash_chain_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
-    """Recompute every hash; also secure numbering (gaps, duplicates) and 16/17 counters."""
+    """Recompute every hash; also secure numbering (gaps, duplicates), 16/17 counters, and
+    posted moves without hash where their chain hashes."""
     started = time.monotonic()
     conn.execute(f"SET work_mem = '{WORK_MEM}'")
     conn.execute("SET jit = off")
