@@ -3,7 +3,8 @@
 Every decision that two requests could race for is made by the storage service, never by a
 read followed by a write: an insert that fails because the row exists tells the loser it lost.
 That is how a signal is seen once, how exactly one request starts an incident, how an
-approval is recorded once per approver and gate, and how an action token is spent once.
+approval is recorded once per person and gate opening, and how an action token is spent
+once.
 """
 
 from __future__ import annotations
@@ -289,6 +290,15 @@ class _Table:
         for i in repeats:
             created[i] = self.insert(entities[i])
         return [bool(c) for c in created]
+
+    def insert_together(self, rows: list[dict]) -> bool:
+        """Insert rows of one partition all or none: True when all were created, False when
+        one of them existed (then nothing was written)."""
+        if len({r["PartitionKey"] for r in rows}) != 1 or len(rows) > MAX_TRANSACTION:
+            raise ValueError("a transaction takes 1 to 100 rows of one partition")
+        if len(rows) == 1:
+            return self.insert(rows[0])
+        return self._create_together(rows)
 
     def _create_together(self, rows: list[dict]) -> bool:
         """Insert rows of one partition in one entity group transaction.
@@ -702,40 +712,83 @@ class RecordedApproval(BaseModel):
 
 
 class ApprovalStore:
-    """Approvals recorded before their event is raised, once per approver and gate opening.
+    """Approvals recorded before their event is raised, once per person and gate opening.
 
-    The first decision of an approver at an opening of a gate stands: a repeated request (a
+    The first decision of a person at an opening of a gate stands: a repeated request (a
     retry, a double click on a card) returns it unchanged with ``created`` False. A gate that
     opens again (another orchestration instance) takes a new decision from the same person.
+
+    A person is the same person when the subject (object id) or the name (UPN) matches, so a
+    decision is written together with one *claim* row per identity at that opening, in one
+    entity group transaction: two requests of one person, by either route and at the same
+    moment, cannot both write, and the loser finds the decision that stands in the claim.
     """
+
+    CLAIM = "claim"
 
     def __init__(self, table: _Table):
         self.table = table
 
     @staticmethod
-    def _row(gate: Gate, subject: str, instance: str | None = None) -> str:
+    def _opening(gate: Gate, instance: str | None) -> str:
         opening = f"{_digest(instance, 16)}." if instance else ""
-        return f"{Gate(gate).value}.{opening}{_digest(subject, 40)}"
+        return f"{Gate(gate).value}.{opening}"
+
+    @classmethod
+    def _row(cls, gate: Gate, subject: str, instance: str | None = None) -> str:
+        return f"{cls._opening(gate, instance)}{_digest(subject, 40)}"
+
+    @classmethod
+    def _claims(cls, decision: ApprovalDecision) -> list[str]:
+        """The row keys that stand for the approver at this opening: subject, and name.
+
+        Compared as ``shared.gates.same_person`` compares them (case-insensitively).
+        """
+        prefix = cls._opening(decision.gate, decision.gate_instance)
+        approver = decision.approver
+        identities = [("sub", (approver.subject or "").lower())]
+        identities.append(("upn", (approver.name or "").strip().lower()))
+        return [f"{prefix}{cls.CLAIM}.{kind}.{_digest(v, 40)}" for kind, v in identities if v]
 
     def record(self, decision: ApprovalDecision) -> RecordedApproval:
+        """Record the decision unless the same person decided this opening already."""
+        body = decision.model_dump_json()
         row = self._row(decision.gate, decision.approver.subject, decision.gate_instance)
-        created = self.table.insert(
+        rows = [
             {
                 "PartitionKey": decision.incident_id,
                 "RowKey": row,
                 "gate": decision.gate.value,
-                "body": decision.model_dump_json(),
+                "body": body,
             }
-        )
-        if created:
+        ]
+        for claim in self._claims(decision):
+            rows.append(
+                {
+                    "PartitionKey": decision.incident_id,
+                    "RowKey": claim,
+                    "kind": self.CLAIM,
+                    "gate": decision.gate.value,
+                    "decision_row": row,
+                    "body": body,
+                }
+            )
+        if self.table.insert_together(rows):
             return RecordedApproval(decision=decision, created=True)
-        existing = self.table.get(decision.incident_id, row)
-        return RecordedApproval(
-            decision=ApprovalDecision.model_validate_json(existing["body"]), created=False
+        # One of the rows existed, so nothing was written: the person's decision stands in it.
+        for key in [*self._claims(decision), row]:
+            existing = self.table.get(decision.incident_id, key)
+            if existing is not None:
+                return RecordedApproval(
+                    decision=ApprovalDecision.model_validate_json(existing["body"]), created=False
+                )
+        raise StoreError(
+            f"approval of {decision.approver.name} at the '{decision.gate.value}' gate of "
+            f"{decision.incident_id} was refused as existing, and no row of it was found"
         )
 
     def list(self, incident_id: str, gate: Gate | None = None) -> list[ApprovalDecision]:
-        rows = self.table.partition(incident_id)
+        rows = [r for r in self.table.partition(incident_id) if r.get("kind") != self.CLAIM]
         decisions = [ApprovalDecision.model_validate_json(r["body"]) for r in rows]
         if gate is not None:
             decisions = [d for d in decisions if d.gate == Gate(gate)]

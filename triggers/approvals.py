@@ -146,6 +146,7 @@ def decide(
     )
     if earlier is not None:
         # The same person decided this gate already (perhaps by the other route): it stands.
+        # This read only spares a card's token; the write below decides under concurrency.
         return _repeated(incident_id, body, gate, earlier, stores=stores)
     if press is not None and not press.spend():
         # Another press of this responder is being recorded, or this card decided an earlier
@@ -169,6 +170,10 @@ def decide(
             press.give_back()  # nothing stands for this press: the responder may press again
         raise
     if not recorded.created:
+        # The same person's other request won the write (perhaps by the other route): that
+        # decision stands, and this press used nothing.
+        if press is not None:
+            press.give_back()
         return _repeated(incident_id, body, gate, recorded.decision, stores=stores)
     runtime.audit().append(
         incident_id,

@@ -171,6 +171,40 @@ def test_approval_is_recorded_once_per_approver_and_gate_and_first_decision_stan
     assert stores.approvals.get("prod-eu.availability.1", Gate.RPO, alice).gate == Gate.RPO
 
 
+def test_one_person_by_object_id_or_by_name_records_one_decision_under_concurrency(
+    stores, storage_connection_string
+):
+    """The card relay may know bob by his UPN only, the approvals endpoint by his object id;
+    racing requests under either identity, with either decision, record one decision."""
+    prefix = stores.approvals.table.name.removesuffix("approvals")
+    opening = "prod-eu.availability.1:plan:gate:recovery:1"
+
+    def bob(i: int) -> ApprovalDecision:
+        subject = "bob" if i == 0 else f"bob-oid-{i}"  # i == 0: named by UPN, as a card is
+        return ApprovalDecision(
+            incident_id="prod-eu.availability.1",
+            gate=Gate.RECOVERY,
+            decision=Decision.REJECT if i % 2 == 0 else Decision.APPROVE,
+            approver=Principal(subject=subject, name="Bob" if i % 3 else "bob", roles=()),
+            decided_at=T0,
+            gate_instance=opening,
+        )
+
+    results = in_parallel(
+        8, lambda i: Stores(storage_connection_string, prefix=prefix).approvals.record(bob(i))
+    )
+
+    assert [r.created for r in results].count(True) == 1
+    standing = next(r.decision for r in results if r.created)
+    assert all(r.decision == standing for r in results)
+    assert stores.approvals.list("prod-eu.availability.1") == [standing]
+    by_id = Principal(subject=standing.approver.subject.upper(), name="robert")
+    again = stores.approvals.record(bob(1).model_copy(update={"approver": by_id}))
+    assert not again.created and again.decision == standing, "the object id matches"
+    carol = bob(1).model_copy(update={"approver": Principal(subject="carol-oid", name="carol")})
+    assert stores.approvals.record(carol).created
+
+
 def test_action_token_is_usable_once_even_under_concurrency(stores, storage_connection_string):
     prefix = stores.action_tokens.table.name.removesuffix("actiontokens")
     exp = T0 + timedelta(hours=1)
