@@ -132,10 +132,13 @@ def evaluate_gate(policy: GatePolicyView, now: datetime | None = None) -> dict[s
     """Where the gate stands: decided or not, and for recovery whether to stand down."""
     now = now or datetime.now(UTC)
     stores = runtime.stores()
+    # What the rings so far were about (a decision, a resolved signal) was stored before they
+    # rang: marking them heard before reading the store means none of it is missed.
+    rung = stores.doorbells.hear(policy.instance_id)
     decisions = stores.stores.approvals.list(policy.incident_id)
     verdict: Verdict = evaluate(policy, decisions)
     out = verdict.model_dump()
-    out["rung"] = stores.doorbells.rung(policy.instance_id)
+    out["rung"] = rung
     if verdict.state == "pending" and policy.gate == "recovery":
         quiet_until, reason = _stand_down(policy, now)
         if reason:

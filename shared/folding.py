@@ -308,16 +308,95 @@ def _received_at(text: str | None) -> datetime | None:
 
 
 class Doorbells:
-    """Numbered doorbells per orchestration instance: ring n raises the event ``doorbell-n``."""
+    """Numbered doorbells per orchestration instance: ring n raises the event ``doorbell-n``.
+
+    Beside the rings (``rung``) the row keeps how many of them the instance had heard when it
+    last looked at the store (``heard``), for callers that only need the instance to look
+    again: while a ring is pending (rung, not yet heard) it covers whatever they stored before
+    asking, so a storm raises one event per look of the instance, not one per signal.
+    """
+
+    ROW = "doorbell"
 
     def __init__(self, counters: Counters):
         self.counters = counters
+        self._pending = Coalescer(self._ring_batch, max_batch=MAX_COUNTER_BATCH)
 
     def ring(self, instance_id: str) -> int:
-        return self.counters.add(_digest(instance_id, 32), "doorbell", "rung")
+        return self.counters.add(_digest(instance_id, 32), self.ROW, "rung")
 
     def rung(self, instance_id: str) -> int:
-        return self.counters.get(_digest(instance_id, 32), "doorbell").get("rung", 0)
+        return self.counters.get(_digest(instance_id, 32), self.ROW).get("rung", 0)
+
+    def ring_unless_pending(self, instance_id: str) -> int | None:
+        """Ring unless a ring is pending; the number rung, or None when one was pending.
+
+        Call after storing what the instance should read: the instance marks what it heard
+        (``hear``) before it reads the store, so a pending ring's wake reads this too.
+        Concurrent callers in this process share one look at the row, and at most one of
+        them gets a number to raise.
+        """
+        return self._pending.submit(instance_id, None)
+
+    def _ring_batch(self, instance_id: str, callers: list[None]) -> list[int | None]:
+        return [self._ring_once(instance_id)] + [None] * (len(callers) - 1)
+
+    def _ring_once(self, instance_id: str) -> int | None:
+        table = self.counters.table
+        partition = _digest(instance_id, 32)
+        for _ in range(MAX_COUNTER_ATTEMPTS):
+            entity = self._entity(partition)
+            if entity is None:
+                first = {"PartitionKey": partition, "RowKey": self.ROW, "rung": 1, "heard": 0}
+                if table.insert(first):
+                    return 1
+                continue
+            rung, heard = int(entity.get("rung") or 0), int(entity.get("heard") or 0)
+            if rung > heard:
+                return None
+            if self._ring_if_unchanged(partition, rung + 1, entity.metadata["etag"]):
+                return rung + 1
+            # Rung or heard by someone else meanwhile: look again.
+        raise StoreError(f"doorbell of {instance_id} stayed contended; try again")
+
+    def _entity(self, partition: str):
+        try:
+            with _calling(f"read from {self.counters.table.name}"):
+                return self.counters.table.client.get_entity(partition, self.ROW)
+        except ResourceNotFoundError:
+            return None
+
+    def _ring_if_unchanged(self, partition: str, rung: int, etag: str) -> bool:
+        try:
+            with _calling(f"update {self.counters.table.name}"):
+                self.counters.table.client.update_entity(
+                    {"PartitionKey": partition, "RowKey": self.ROW, "rung": rung},
+                    mode=UpdateMode.MERGE,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except ResourceModifiedError:
+            return False
+        except StoreError as exc:
+            if getattr(exc.__cause__, "status_code", None) in (409, 412):
+                return False
+            raise
+        return True
+
+    def hear(self, instance_id: str) -> int:
+        """Mark every ring so far as heard; returns how many were rung.
+
+        The instance calls this before it reads the store, and it alone writes ``heard``.
+        """
+        partition = _digest(instance_id, 32)
+        entity = self.counters.table.get(partition, self.ROW)
+        if entity is None:
+            return 0
+        rung = int(entity.get("rung") or 0)
+        if int(entity.get("heard") or 0) < rung:
+            heard = {"PartitionKey": partition, "RowKey": self.ROW, "heard": rung}
+            self.counters.table.merge(heard)
+        return rung
 
 
 class IncidentStores:

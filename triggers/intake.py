@@ -23,7 +23,7 @@ from shared.audit import AuditError
 from shared.config import ConfigError
 from shared.folding import INLINE_RAW_BYTES, DispositionBatch, Intake, doorbell_event, fold
 from shared.incident import IncidentStart
-from shared.models import ScenarioFamily, Signal
+from shared.models import MonitorCondition, ScenarioFamily, Signal
 from shared.signals import MAX_ALERT_BYTES, SignalError, parse_alert, parse_event
 from shared.stores import StoreError
 from triggers._http import answer, error, in_thread
@@ -178,8 +178,30 @@ async def start_or_ring(
             log.warning("incident '%s' had no orchestration: started it", intake.incident_id)
         return
     if intake.notify:
+        if signal.condition == MonitorCondition.RESOLVED:
+            await ring_recovery_gate(client, intake.incident_id)
         number = await in_thread(runtime.stores().doorbells.ring, intake.incident_id)
         await client.raise_event(intake.incident_id, doorbell_event(number), None)
+
+
+async def ring_recovery_gate(client: df.DurableOrchestrationClient, incident_id: str) -> None:
+    """Wake the incident's open recovery gate for a resolved signal: it decides the stand-down.
+
+    The gate reads every signal when it wakes, so while an earlier ring is pending this one
+    is not rung: a storm of resolved signals raises an event per look of the gate, not per
+    signal. Whatever fails here only delays the stand-down to the gate's own poll.
+    """
+    stores = runtime.stores()
+    try:
+        gate = await in_thread(stores.gates.current, incident_id, "recovery")
+        if gate is None:
+            return
+        instance_id = gate.policy.instance_id
+        number = await in_thread(stores.doorbells.ring_unless_pending, instance_id)
+        if number is not None:
+            await client.raise_event(instance_id, doorbell_event(number), None)
+    except Exception as exc:  # the signal is recorded; the gate re-reads it within a minute
+        log.warning("recovery gate of '%s' not rung: %s", incident_id, exc)
 
 
 def intake_answer(intake: Intake, client: df.DurableOrchestrationClient | None) -> dict:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from azure.data.tables import TableServiceClient
 
-from shared.folding import Counters, SignalLog
+from shared.folding import Counters, Doorbells, SignalLog
 from shared.models import MonitorCondition, Signal, SignalKind, SignalSource
 from shared.stores import CLIENT_OPTIONS, _Table
 
@@ -73,3 +73,22 @@ def test_two_writers_of_one_row_each_skip_reads_yet_lose_nothing(storage_connect
     assert other.add("inc", "counts", "total") == 3
     assert one.add("inc", "counts", "total", by=2) == 5, "the other's write is found by ETag"
     assert one.get("inc", "counts") == {"total": 5}
+
+
+def test_a_pending_doorbell_is_rung_once_until_the_instance_hears_it(storage_connection_string):
+    table = _table(storage_connection_string, "counters")
+    # Two processes: each shares a look at the row among its own callers, not with the other.
+    here, there = Doorbells(Counters(table)), Doorbells(Counters(table))
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        rung = list(
+            pool.map(lambda n: (here, there)[n % 2].ring_unless_pending("gate-1"), range(40))
+        )
+
+    assert [n for n in rung if n is not None] == [1], "one ring; the rest found it pending"
+    assert here.hear("gate-1") == 1
+    assert there.ring_unless_pending("gate-1") == 2, "heard, so the next one rings"
+    assert here.ring_unless_pending("gate-1") is None
+    assert here.ring("gate-1") == 3, "a plain ring (a decision) always rings"
+    assert there.hear("gate-1") == 3 and here.rung("gate-1") == 3
+    assert here.ring_unless_pending("gate-1") == 4

@@ -221,3 +221,57 @@ def test_the_incident_view_counts_every_stored_signal(stack: Stack, quiet_key):
 
     assert stored.total == 7
     assert view["signals"] == stored.model_dump()
+
+
+CALM = "calm-1"
+
+
+@pytest.fixture
+def calm_key(stack: Stack):
+    """`calm-1`'s dependency key with no open incident before the test, and none left after.
+
+    Its gates remind only after ten minutes, so what wakes its recovery gate within a minute
+    is a doorbell, the end of a quiet period, or the gate's poll (every 60 s).
+    """
+    key = f"{CALM}.dependency"
+    current = stack.stores().stores.incidents.current(key)
+    if current is not None and current.ended_at is None:
+        stack.end_incident(current.incident_id)
+    yield key
+    current = stack.stores().stores.incidents.current(key)
+    if current is not None and current.ended_at is None:
+        stack.end_incident(current.incident_id)
+
+
+def test_resolved_storm_stands_down_one_quiet_period_after_the_last_signal(stack, calm_key):
+    import time
+
+    target = stack.resource(CALM, "redis")
+    alerts = [(f"redis-{n}", str(uuid.uuid4())) for n in range(30)]
+    fired = [common_alert(target, rule=r, alert_id=a, service="Platform") for r, a in alerts]
+    started = stack.post_many(stack.post_alert_fresh, fired, concurrency=16)
+    incident_id = started[0].json()["incidentId"]
+    gate = stack.wait_gate(incident_id, "recovery")
+    gate_id = next(g["instance_id"] for g in gate["gates"] if g["gate"] == "recovery")
+    resolved = [
+        common_alert(target, rule=r, alert_id=a, service="Platform", condition="Resolved")
+        for r, a in alerts
+    ]
+
+    answers = stack.post_many(stack.post_alert_fresh, resolved, concurrency=16)
+    last = time.monotonic()
+
+    assert {a.json()["disposition"] for a in answers} == {"folded"}
+    view = stack.wait_ended(incident_id, timeout_s=60)
+    waited = time.monotonic() - last
+    assert view["phase"] == "stood-down", view["timeline"][-3:]
+    # The quiet period is 3 s; the gate's poll would have taken up to 60 s.
+    assert waited < 20, f"stood down {waited:.1f} s after the last signal"
+    history = stack.request(
+        "GET",
+        f"/runtime/webhooks/durabletask/instances/{gate_id}",
+        params={"showHistory": "true"},
+    ).json()["historyEvents"]
+    rings = [e for e in history if e["EventType"] == "EventRaised"]
+    # The resolved signals woke the gate, but not one event each.
+    assert 1 <= len(rings) < len(resolved), len(rings)

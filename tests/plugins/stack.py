@@ -682,13 +682,15 @@ def short(seconds: float) -> dict[str, str]:
 
 # Environments of the session stack: the demo one (local Azure answers for it) and a few with
 # resources that local Azure does not have, so that tests do not share correlation keys.
-# `pair-1` keeps its gates open for ten minutes and its recovery gate needs two people, for
-# races of one person's decisions.
+# `pair-1` and `calm-1` keep their gates open for ten minutes, so that nothing but a decision,
+# a signal or the gate's own poll wakes them: `pair-1` has a two-person recovery gate, for
+# races of one person's decisions; `calm-1` times a stand-down.
 SESSION_ENVIRONMENTS: dict[str, EnvSpec] = {
     "prod-eu": EnvSpec(timings=short(20)),
     **{f"edge-{n}": EnvSpec(timings=short(30)) for n in range(1, 9)},
     "expiry-1": EnvSpec(timings=short(3)),
     "pair-1": EnvSpec(timings=short(600), required_approvals={"recovery": 2}),
+    "calm-1": EnvSpec(timings=short(600)),
 }
 
 
