@@ -10,7 +10,7 @@ import azure.durable_functions as df
 
 from shared import notify, runtime
 from shared.classification import active_signals
-from shared.gates import GatePolicyView, Verdict, evaluate, policy_for
+from shared.gates import GatePolicyView, Verdict, evaluate, policy_for, with_declarers
 from shared.plans import GateOutcome, GateRequest
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ def open_gate(request: GateRequest, instance_id: str, opened_at: datetime) -> Ga
         runbook_roles=[str(r) for r in request.approvers],
         runbook_min=request.min_approvers,
         declared_by=incident.declared_by,
+        declarers=incident.declarers,
         opened_at=opened_at,
         explain=request.explain,
         reason=request.reason,
@@ -135,6 +136,7 @@ def evaluate_gate(policy: GatePolicyView, now: datetime | None = None) -> dict[s
     # What the rings so far were about (a decision, a resolved signal) was stored before they
     # rang: marking them heard before reading the store means none of it is missed.
     rung = stores.doorbells.hear(policy.instance_id)
+    policy = with_declarers(policy, stores.stores.incidents.get(policy.incident_id))
     decisions = stores.stores.approvals.list(policy.incident_id)
     verdict: Verdict = evaluate(policy, decisions)
     out = verdict.model_dump()

@@ -591,6 +591,12 @@ def _join(
         now=item.now,
     )
     incident_id = slot.incident.incident_id
+    if item.declared_by not in ("", "system"):
+        # Four-eyes: whoever declared an incident may not decide its gates, also when the
+        # declaration joined an incident a signal had started. Recorded before the declaration
+        # is stored, so no gate sees the declaration without its declarer.
+        name = str(signal.facts.get("declared_by") or "")
+        base.incidents.add_declarer(incident_id, item.declared_by, name)
     if not seen.first or seen.incident_id != incident_id:
         base.signals.attach(signal.dedupe_key, incident_id, partition=key)
     return slot

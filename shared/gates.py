@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from shared.auth import is_declarer, tally_gate
 from shared.config import Environment, GateRequirement
-from shared.models import ApprovalDecision, Gate, Principal
+from shared.models import ApprovalDecision, Gate, IncidentSummary, Principal
 from shared.stores import _digest, _Table
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,11 @@ class GatePolicyView(BaseModel):
     expire_after_s: float
     on_expiry: ExpiryPolicy
     declared_by: str
+    declarers: list[str] = Field(
+        default_factory=list,
+        description="subjects and names of every operator who declared into the incident; "
+        "read again from the incident index whenever the gate is decided",
+    )
     opened_at: datetime
     explain: str = ""
     reason: str = ""
@@ -84,6 +89,7 @@ def policy_for(
     explain: str = "",
     reason: str = "",
     quiet_period_s: float = 300.0,
+    declarers: list[str] | None = None,
 ) -> GatePolicyView:
     """The configured policy of ``gate``, made at least as strict as the runbook asks."""
     policy = env.approvals[Gate(gate)]
@@ -106,6 +112,7 @@ def policy_for(
         expire_after_s=policy.timings.expire_after.total_seconds(),
         on_expiry=EXPIRY_POLICY.get(gate, "deny"),
         declared_by=declared_by,
+        declarers=list(declarers or []),
         opened_at=opened_at,
         explain=explain,
         reason=reason,
@@ -123,9 +130,18 @@ _PATHS = {
 }
 
 
+def with_declarers(policy: GatePolicyView, incident: IncidentSummary | None) -> GatePolicyView:
+    """The policy with the incident's declarers as the index has them now: an operator can
+    declare into an incident while its gate is open."""
+    if incident is None or incident.declarers == policy.declarers:
+        return policy
+    return policy.model_copy(update={"declarers": list(incident.declarers)})
+
+
 def refusal(policy: GatePolicyView, principal: Principal) -> str | None:
     """Why this person may not decide this gate, or None when they may."""
-    if is_declarer(principal, policy.declared_by):
+    declarers = [policy.declared_by, *policy.declarers]
+    if any(is_declarer(principal, declarer) for declarer in declarers):
         return (
             f"{principal.name} declared incident {policy.incident_id} and cannot decide its "
             f"'{policy.gate}' gate (four-eyes)"

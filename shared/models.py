@@ -290,6 +290,11 @@ class IncidentSummary(BaseModel):
     phase: Phase = Phase.DECLARED
     path: RunbookPath | None = None
     declared_by: str
+    declarers: list[str] = Field(
+        default_factory=list,
+        description="subjects and names of every operator who declared into the incident (the "
+        "one who started it included); four-eyes counts each as a declarer",
+    )
     started_at: datetime
     ended_at: datetime | None = None
     outcome: str | None = None

@@ -93,6 +93,8 @@ def _plain_http(connection_string: str) -> bool:
 MAX_START_ATTEMPTS = 20
 # Table storage takes at most 100 operations in one transaction.
 MAX_TRANSACTION = 100
+# Index row properties naming people who declared into the incident, one per identity.
+DECLARER_PREFIX = "declarer_"
 # How long a process trusts what it last saw of a correlation key's open incident. Ending an
 # incident in this process forgets it at once; the window only bounds what another instance
 # of a scaled-out app can miss.
@@ -566,6 +568,7 @@ class IncidentIndex:
             phase=Phase(entity.get("phase") or Phase.DECLARED),
             path=RunbookPath(entity["path"]) if entity.get("path") else None,
             declared_by=entity.get("declared_by") or "system",
+            declarers=sorted(v for k, v in entity.items() if k.startswith(DECLARER_PREFIX)),
             started_at=_parse(entity["started_at"]),
             ended_at=_parse(entity.get("ended_at")),
             outcome=entity.get("outcome") or None,
@@ -661,6 +664,22 @@ class IncidentIndex:
             entity["path"] = RunbookPath(path).value
         self.table.merge(entity)
         self._forget(key)
+
+    def add_declarer(self, incident_id: str, *identities: str) -> None:
+        """Remember an operator who declared into the incident, by subject and by name.
+
+        Each identity is a property of its own, so declarations racing for one incident each
+        merge theirs without reading the row first.
+        """
+        # Limitation: a table entity holds 252 properties, which leaves room for about 110
+        # people declaring into one incident.
+        key, generation = split_incident_id(incident_id)
+        entity: dict = {"PartitionKey": key, "RowKey": self._row(generation)}
+        for identity in (i.strip() for i in identities if i and i.strip()):
+            if identity.lower() != "system":
+                entity[f"{DECLARER_PREFIX}{_digest(identity.lower(), 24)}"] = identity
+        if len(entity) > 2:
+            self.table.merge(entity)
 
     def end(
         self, incident_id: str, *, outcome: str, phase: Phase, now: datetime | None = None

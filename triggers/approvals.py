@@ -28,7 +28,7 @@ from shared.auth import (
     Unauthenticated,
 )
 from shared.folding import doorbell_event
-from shared.gates import refusal, same_person
+from shared.gates import refusal, same_person, with_declarers
 from shared.models import RELAY_ROLE, ApprovalDecision, Decision, Gate, Principal
 from shared.stores import ActionTokenUses, StoreError
 from triggers._http import (
@@ -116,7 +116,8 @@ def decide(
     its responder used it already) and given back when recording it fails.
     """
     stores = runtime.stores()
-    if stores.stores.incidents.get(incident_id) is None:
+    incident = stores.stores.incidents.get(incident_id)
+    if incident is None:
         return {"status": 404, "error": f"no incident {incident_id!r}"}
     gate = stores.gates.current(incident_id, body.gate.value)
     if gate is None:
@@ -124,7 +125,7 @@ def decide(
             "status": 409,
             "error": f"the '{body.gate.value}' gate of {incident_id} is not open",
         }
-    why = refusal(gate.policy, principal)
+    why = refusal(with_declarers(gate.policy, incident), principal)
     if why:
         runtime.audit().append(
             incident_id,

@@ -132,6 +132,40 @@ def test_declarer_cannot_approve_their_own_incident(stack: Stack):
         stack.end_incident(incident_id)
 
 
+def test_operator_who_declared_into_an_alerts_incident_cannot_decide_its_gates(stack: Stack):
+    """An alert started the incident (declared by the system); an operator's declaration folds
+    into it, and from then on four-eyes counts that operator as a declarer, by either route.
+    bob is on call as an operator and an approver, and a member of the gate's approver group."""
+    from tests.plugins.stack import common_alert
+
+    roles = ["DR.Operator", "DR.Approver"]
+    started = stack.post_alert(common_alert(stack.resource("edge-6", "redis"), rule="redis"))
+    incident_id = started.json()["incidentId"]
+    try:
+        assert started.json()["disposition"] == "started", started.text
+        stack.wait_gate(incident_id, "recovery")
+        declared = stack.declare(
+            "edge-6", "Odoo sessions drop", path="dependency-failure", user="bob", roles=roles
+        )
+        assert declared.json()["disposition"] == "folded", declared.text
+        assert declared.json()["incidentId"] == incident_id
+        card = stack.action_signer().issue(
+            incident_id, "recovery", "approve", ttl=timedelta(minutes=5)
+        )
+
+        by_http = stack.decide(incident_id, "recovery", user="bob", roles=roles)
+        by_card = stack.relay_card(card, "bob")
+
+        for answer in (by_http, by_card):
+            assert answer.status_code == 403, answer.text
+            assert "four-eyes" in answer.json()["error"]
+        refused = [a for a in stack.audit(incident_id) if a.action == "approval.refused"]
+        assert [a.actor for a in refused] == ["bob", "bob"]
+        assert stack.incident(incident_id)["approvals"] == []
+    finally:
+        stack.end_incident(incident_id)
+
+
 def test_declaring_needs_the_operator_role(stack: Stack):
     r = stack.declare("prod-eu", "just looking", user="alice", roles=["DR.Approver"])
 

@@ -65,3 +65,16 @@ def test_same_person_matches_subject_or_name_case_insensitively():
     assert same_person(alice, Principal(subject="oid-1", name="other", roles=()))
     assert same_person(alice, Principal(subject="x", name="Alice@Contoso.example ", roles=()))
     assert not same_person(alice, Principal(subject="oid-2", name="bob", roles=()))
+
+
+def test_an_operator_who_declared_into_the_incident_never_counts():
+    # The system started the incident; dora declared into it later, known by object id and name.
+    policy = _policy(required=1).model_copy(update={"declarers": ["dora-oid", "dora"]})
+    before = _decision("dora-oid", "dora", 1, "http")  # recorded before she declared
+    by_card = _decision("dora", "dora", 2, "card")
+
+    verdict = evaluate(policy, [before, by_card])
+
+    assert verdict.state == "pending"
+    assert verdict.approvers == []
+    assert all("four-eyes" in why for why in verdict.refused) and len(verdict.refused) == 2

@@ -121,6 +121,29 @@ def test_concurrent_starts_after_an_end_make_one_next_generation(stores, storage
     assert {s.incident.generation for s in slots} == {2}
 
 
+def test_operators_declaring_into_an_incident_at_once_are_all_kept(
+    stores, storage_connection_string
+):
+    prefix = stores.incidents.table.name.removesuffix("incidents")
+    slot = stores.incidents.open_or_join(
+        "prod-eu.availability", environment="prod-eu", family=ScenarioFamily.AVAILABILITY
+    )
+    incident_id = slot.incident.incident_id
+
+    in_parallel(
+        6,
+        lambda i: Stores(storage_connection_string, prefix=prefix).incidents.add_declarer(
+            incident_id, f"oid-{i % 3}", f"op{i % 3}@contoso.example", "system"
+        ),
+    )
+
+    summary = stores.incidents.get(incident_id)
+    assert summary.declared_by == "system", "the one who started it is unchanged"
+    assert summary.declarers == sorted(
+        [f"oid-{i}" for i in range(3)] + [f"op{i}@contoso.example" for i in range(3)]
+    )
+
+
 def test_update_phase_and_path_show_in_listings(stores):
     slot = stores.incidents.open_or_join(
         "prod-eu.availability", environment="prod-eu", family=ScenarioFamily.AVAILABILITY
