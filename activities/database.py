@@ -229,7 +229,10 @@ def server_address(
     The request's ``host`` wins. Otherwise ARM's ``fullyQualifiedDomainName`` and, when the
     server carries one, its ``localPort`` tag (local PostgreSQL instances each listen on their
     own port). When ARM cannot be asked (a failed region), the address last seen in this
-    process is used, else Azure's naming convention ``<name>.postgres.database.azure.com``.
+    process is used, else, on public Azure only, Azure's naming convention
+    ``<name>.postgres.database.azure.com``. Against another ARM endpoint (local Azure, whose
+    servers have no such name) that name is not guessed: looking it up would only send a DNS
+    query off the machine.
     """
     if server.host:
         return server.host, server.port
@@ -242,6 +245,14 @@ def server_address(
         except (AzureError, ActivityError) as exc:
             if key in _known_addresses:
                 return _known_addresses[key]
+            if azure_clients.AzureSettings.from_env().arm_endpoint not in (
+                None,
+                azure_clients.PUBLIC_ARM_ENDPOINT,
+            ):
+                raise ActivityError(
+                    f"ARM cannot say where {server.resource.name} is ({exc}), and Azure's "
+                    "naming convention only holds on public Azure"
+                ) from exc
             # Limitation: local PostgreSQL instances are found by the port ARM reports; with
             # ARM silent and nothing seen earlier in this process, only a host/port given in
             # the request reaches them (on Azure the conventional name below is right).
