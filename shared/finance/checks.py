@@ -72,11 +72,13 @@ def _steered(conn: psycopg.Connection, settings: tuple[str, ...], query: str, pa
     """``_rows`` with the planner settings off for this one query."""
     for setting in settings:
         conn.execute(f"SET {setting} = off")
-    try:
-        return _rows(conn, query, params)
-    finally:
-        for setting in settings:
-            conn.execute(f"RESET {setting}")
+    # Not reset in a ``finally``: after a failed query the transaction is aborted, and a RESET
+    # would fail with "current transaction is aborted", hiding the query's own error (a
+    # statement timeout, say).
+    rows = _rows(conn, query, params)
+    for setting in settings:
+        conn.execute(f"RESET {setting}")
+    return rows
 
 
 # --------------------------------------------------------------------------- ledger
