@@ -32,6 +32,10 @@ T = TypeVar("T")
 MAX_BODY_BYTES = 1024 * 1024
 
 
+# Seconds a sender is asked to wait before sending again what storage could not take.
+RETRY_AFTER_S = 5
+
+
 def answer(status: int, body: Any, headers: dict[str, str] | None = None) -> func.HttpResponse:
     return func.HttpResponse(
         json.dumps(body, default=str),

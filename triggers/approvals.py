@@ -18,9 +18,11 @@ from typing import Annotated, Any
 
 import azure.durable_functions as df
 import azure.functions as func
+from azure.core.exceptions import AzureError
 from pydantic import BaseModel, BeforeValidator, Field
 
 from shared import runtime
+from shared.audit import AuditError
 from shared.auth import (
     ActionClaims,
     ActionTokenSigner,
@@ -32,6 +34,7 @@ from shared.gates import refusal, same_person, with_declarers
 from shared.models import RELAY_ROLE, ApprovalDecision, Decision, Gate, Principal
 from shared.stores import ActionTokenUses, StoreError
 from triggers._http import (
+    RETRY_AFTER_S,
     Refusal,
     answer,
     caller_and_body,
@@ -241,8 +244,22 @@ async def approve(req: func.HttpRequest, client: df.DurableOrchestrationClient):
     except Refusal as refused:
         return refused.response
     incident_id = req.route_params.get("id", "")
-    result = await in_thread(decide, incident_id, principal, body, "http")
+    try:
+        result = await in_thread(decide, incident_id, principal, body, "http")
+    except (StoreError, AuditError, AzureError) as exc:
+        return _storage_failed(exc)
     return await _answer(client, result)
+
+
+def _storage_failed(exc: Exception) -> func.HttpResponse:
+    """503 with Retry-After: the decision may not be recorded, and sending it again is safe (a
+    decision already recorded is answered as repeated)."""
+    log.error("decision not recorded, storage failed: %s", exc)
+    return answer(
+        503,
+        {"error": f"the decision could not be recorded (storage failed); send it again: {exc}"},
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
 
 
 def _signer() -> ActionTokenSigner:
@@ -316,5 +333,8 @@ async def card_relay(req: func.HttpRequest, client: df.DurableOrchestrationClien
         _relay, body = await caller_and_body(req, CardBody, RELAY_ROLE)
     except Refusal as refused:
         return refused.response
-    result = await in_thread(relay, body)
+    try:
+        result = await in_thread(relay, body)
+    except (StoreError, AuditError, AzureError) as exc:
+        return _storage_failed(exc)
     return await _answer(client, result)

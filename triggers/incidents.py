@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, field_validator
 from shared import runtime
 from shared.audit import AuditError
 from shared.classification import PATH_FAMILY
+from shared.config import ConfigError
 from shared.incident import compose_phase, plan_instance_id
 from shared.models import Phase, Role, RunbookPath
 from shared.plans import OPERATOR_EVENT
@@ -86,6 +87,9 @@ async def declare_incident(req: func.HttpRequest, client: df.DurableOrchestratio
         return refused.response
     try:
         runtime.config().environment(declaration.environment)
+    except ConfigError as exc:
+        log.error("configuration cannot be loaded: %s", exc)
+        return error(503, f"the configuration cannot be loaded: {exc}")
     except KeyError:
         return error(404, f"environment {declaration.environment!r} is not in the configuration")
 

@@ -26,7 +26,7 @@ from shared.incident import IncidentStart
 from shared.models import MonitorCondition, ScenarioFamily, Signal
 from shared.signals import MAX_ALERT_BYTES, SignalError, parse_alert, parse_event
 from shared.stores import StoreError
-from triggers._http import answer, error, in_thread
+from triggers._http import RETRY_AFTER_S, answer, error, in_thread
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,6 @@ INTAKE_TRAIL = "intake"
 # until then the request that won the index insert is presumably still starting it.
 # Limitation: an incident whose first request died waits for a signal after this to start.
 RESCUE_AFTER = timedelta(seconds=30)
-# Seconds a sender is asked to wait before sending a signal again that storage could not take.
-RETRY_AFTER_S = 5
 
 
 def record_dispositions(folded: list[tuple[Signal, Intake, bytes | None]]) -> None:

@@ -256,6 +256,10 @@ SPEC = {
                             )
                         },
                     ),
+                    **_unavailable(
+                        "storage could not record the decision (with Retry-After; sending it "
+                        "again is safe)"
+                    ),
                 },
             }
         },
@@ -275,7 +279,6 @@ SPEC = {
                         403,
                         409,
                         413,
-                        503,
                         said={
                             401: (
                                 "no valid bearer token for the relay, or the action token is "
@@ -289,8 +292,11 @@ SPEC = {
                                 "the token's gate is not open, or the token was already used "
                                 "by this responder"
                             ),
-                            503: "this app has no key to check action tokens with",
                         },
+                    ),
+                    **_unavailable(
+                        "this app has no key to check action tokens with, or storage could not "
+                        "record the decision (then with Retry-After)"
                     ),
                 },
             }

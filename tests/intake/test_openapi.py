@@ -147,7 +147,7 @@ ANSWERS = {
     ("post", "/incidents"): {"202", "400", "401", "403", "404", "413", "503"},
     ("get", "/incidents/{id}"): {"200", "404"},
     ("get", "/incidents/{id}/report"): {"200", "400", "404"},
-    ("post", "/incidents/{id}/approvals"): {"202", "400", "401", "403", "404", "409", "413"},
+    ("post", "/incidents/{id}/approvals"): {"202", "400", "401", "403", "404", "409", "413", "503"},
     ("post", "/approvals/card"): {"202", "400", "401", "403", "409", "413", "503"},
     ("post", "/incidents/{id}/actions"): {"202", "400", "401", "403", "404", "409", "413"},
     ("post", "/samples/hello"): {"202", "400"},
@@ -163,7 +163,9 @@ def test_every_route_lists_the_answers_it_gives():
     assert listed == ANSWERS
 
 
-@pytest.mark.parametrize("path", ["/alerts", "/incidents"])
+@pytest.mark.parametrize(
+    "path", ["/alerts", "/incidents", "/incidents/{id}/approvals", "/approvals/card"]
+)
 def test_storage_failure_503_names_retry_after(path):
     from triggers.openapi import SPEC
 

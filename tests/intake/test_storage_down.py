@@ -253,3 +253,116 @@ def test_the_winners_resent_alert_starts_the_incident_its_failed_delivery_left(
             break
         time.sleep(0.2)
     assert status in ("Pending", "Running", "Completed"), (status, again.text)
+
+
+def _with_issuer(devhost_factory, tmp_path_factory, env: dict[str, str]):
+    """A devhost with ``env`` that trusts a local issuer, whose keys a thread serves; yields
+    (host, issuer)."""
+    import http.server
+
+    from devhost.issuer import AUDIENCE, ISSUER, LocalIssuer
+
+    issuer = LocalIssuer(tmp_path_factory.mktemp("issuer"), host_url="http://127.0.0.1")
+    keys = json.dumps(issuer.jwks()).encode()
+
+    class Keys(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(keys)))
+            self.end_headers()
+            self.wfile.write(keys)
+
+        def log_message(self, *args):
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Keys)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    auth = {
+        "DR_AUTH_ISSUER": ISSUER,
+        "DR_AUTH_AUDIENCE": AUDIENCE,
+        "DR_AUTH_JWKS_URI": f"http://127.0.0.1:{server.server_address[1]}/keys",
+        # Nothing here reaches Azure: management calls go to a closed local port.
+        "DR_ARM_ENDPOINT": f"https://127.0.0.1:{free_port()}",
+        "DR_ARM_STATIC_TOKEN": "no-azure",
+    }
+    host = devhost_factory(app_dir=REPO, env={**auth, **env}).start(timeout_s=90)
+    yield host, issuer
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def no_storage_with_auth(devhost_factory, tmp_path_factory):
+    """A devhost without storage that trusts a local issuer."""
+    yield from _with_issuer(
+        devhost_factory,
+        tmp_path_factory,
+        {
+            "AzureWebJobsStorage": connection_string(free_port(), free_port()),
+            "DR_CONFIG": str(REPO / "config" / "workloads.yaml"),
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def broken_config_with_auth(devhost_factory, tmp_path_factory):
+    """A devhost whose workloads file cannot be loaded, trusting a local issuer."""
+    config = tmp_path_factory.mktemp("config") / "workloads.yaml"
+    config.write_text("environments: [this is not a mapping\n")
+    yield from _with_issuer(
+        devhost_factory,
+        tmp_path_factory,
+        {
+            "AzureWebJobsStorage": connection_string(free_port(), free_port()),
+            "DR_CONFIG": str(config),
+        },
+    )
+
+
+def test_a_declaration_is_503_while_the_configuration_cannot_be_loaded(broken_config_with_auth):
+    import requests
+
+    host, issuer = broken_config_with_auth
+    token = issuer.mint("oscar", ["DR.Operator"], 600)
+    r = requests.post(
+        f"{host.url}/api/incidents",
+        json={"environment": "prod-eu", "reason": "the primary region is gone"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=120,
+    )
+
+    assert r.status_code == 503, r.text
+    assert "configuration" in r.json()["error"]
+
+
+def test_a_decision_storage_cannot_take_is_503_with_retry_after(no_storage_with_auth):
+    import requests
+
+    host, issuer = no_storage_with_auth
+    token = issuer.mint("alice", ["DR.Approver"], 600)
+    r = requests.post(
+        f"{host.url}/api/incidents/prod-eu.availability.1/approvals",
+        json={"gate": "recovery", "decision": "approve", "comment": "go"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=120,
+    )
+
+    assert r.status_code == 503, r.text
+    assert r.headers.get("Retry-After", "").isdigit()
+    assert "storage" in r.json()["error"]
+
+
+def test_a_declaration_storage_cannot_take_is_503_with_retry_after(no_storage_with_auth):
+    import requests
+
+    host, issuer = no_storage_with_auth
+    token = issuer.mint("oscar", ["DR.Operator"], 600)
+    r = requests.post(
+        f"{host.url}/api/incidents",
+        json={"environment": "prod-eu", "reason": "the primary region is gone"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=120,
+    )
+
+    assert r.status_code == 503, r.text
+    assert r.headers.get("Retry-After", "").isdigit()
