@@ -17,16 +17,10 @@ KEY = "prod-eu.availability"
 UNKNOWN = "prod-eu.availability.999999"
 
 
-def _end_open(stack: Stack) -> None:
-    current = stack.stores().stores.incidents.current(KEY)
-    if current is not None and current.ended_at is None:
-        stack.end_incident(current.incident_id)
-
-
 @pytest.fixture
 def regional(stack: Stack):
     """A regional-outage incident of the demo environment, waiting at its recovery gate."""
-    _end_open(stack)
+    stack.end_open(KEY)
     incident_id = stack.open_regional_incident()
     yield incident_id
     stack.end_incident(incident_id)
@@ -110,7 +104,7 @@ def test_gate_that_is_not_open_is_409(stack: Stack, regional):
 
 
 def test_declarer_cannot_approve_their_own_incident(stack: Stack):
-    _end_open(stack)
+    stack.end_open(KEY)
     stack.fail_region("westeurope")
     roles = ["DR.Operator", "DR.Approver"]
     declared = stack.declare(

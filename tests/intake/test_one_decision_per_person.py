@@ -24,22 +24,16 @@ ENVIRONMENT = "pair-1"
 KEY = f"{ENVIRONMENT}.dependency"
 
 
-def _end_open(stack: Stack) -> None:
-    current = stack.stores().stores.incidents.current(KEY)
-    if current is not None and current.ended_at is None:
-        stack.end_incident(current.incident_id)
-
-
 @pytest.fixture
 def open_gate(stack: Stack):
     """A Redis incident of `pair-1` waiting at its two-person recovery gate; ended after."""
-    _end_open(stack)
+    stack.end_open(KEY)
     answer = stack.post_alert(common_alert(stack.resource(ENVIRONMENT, "redis"), rule="redis"))
     assert answer.json()["disposition"] == "started", answer.text
     incident_id = answer.json()["incidentId"]
     stack.wait_gate(incident_id, "recovery")
     yield incident_id
-    _end_open(stack)
+    stack.end_open(KEY)
 
 
 def _released_together(calls: list[Callable[[], requests.Response]]) -> list[requests.Response]:

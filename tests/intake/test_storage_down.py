@@ -319,17 +319,21 @@ def broken_config_with_auth(devhost_factory, tmp_path_factory):
     )
 
 
-def test_a_declaration_is_503_while_the_configuration_cannot_be_loaded(broken_config_with_auth):
+def _declare(host, issuer):
+    """An operator's declaration of a regional outage of the demo environment."""
     import requests
 
-    host, issuer = broken_config_with_auth
     token = issuer.mint("oscar", ["DR.Operator"], 600)
-    r = requests.post(
+    return requests.post(
         f"{host.url}/api/incidents",
         json={"environment": "prod-eu", "reason": "the primary region is gone"},
         headers={"Authorization": f"Bearer {token}"},
         timeout=120,
     )
+
+
+def test_a_declaration_is_503_while_the_configuration_cannot_be_loaded(broken_config_with_auth):
+    r = _declare(*broken_config_with_auth)
 
     assert r.status_code == 503, r.text
     assert "configuration" in r.json()["error"]
@@ -353,16 +357,7 @@ def test_a_decision_storage_cannot_take_is_503_with_retry_after(no_storage_with_
 
 
 def test_a_declaration_storage_cannot_take_is_503_with_retry_after(no_storage_with_auth):
-    import requests
-
-    host, issuer = no_storage_with_auth
-    token = issuer.mint("oscar", ["DR.Operator"], 600)
-    r = requests.post(
-        f"{host.url}/api/incidents",
-        json={"environment": "prod-eu", "reason": "the primary region is gone"},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=120,
-    )
+    r = _declare(*no_storage_with_auth)
 
     assert r.status_code == 503, r.text
     assert r.headers.get("Retry-After", "").isdigit()

@@ -25,13 +25,9 @@ def _top_level(stack: Stack) -> list[str]:
 def quiet_key(stack: Stack):
     """The demo key with no open incident before the test, and none left open after it."""
     stack.fail_region("westeurope")
-    current = stack.stores().stores.incidents.current(KEY)
-    if current is not None and current.ended_at is None:
-        stack.end_incident(current.incident_id)
+    stack.end_open(KEY)
     yield
-    current = stack.stores().stores.incidents.current(KEY)
-    if current is not None and current.ended_at is None:
-        stack.end_incident(current.incident_id)
+    stack.end_open(KEY)
 
 
 def test_fifty_concurrent_identical_alerts_start_one_orchestration(stack: Stack, quiet_key):

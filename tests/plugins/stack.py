@@ -644,6 +644,12 @@ class Stack:
         self.wait_gate(body["incidentId"], "recovery", timeout_s)
         return body["incidentId"]
 
+    def end_open(self, key: str) -> None:
+        """End the open incident of a correlation key, if there is one."""
+        current = self.stores().stores.incidents.current(key)
+        if current is not None and current.ended_at is None:
+            self.end_incident(current.incident_id)
+
     def end_incident(self, incident_id: str, timeout_s: float = 90) -> dict:
         """Bring an incident to its end: reject its open gates, abort a parked plan.
 
