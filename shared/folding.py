@@ -367,14 +367,9 @@ class Doorbells:
             return None
 
     def _ring_if_unchanged(self, partition: str, rung: int, etag: str) -> bool:
+        row = {"PartitionKey": partition, "RowKey": self.ROW, "rung": rung}
         try:
-            with _calling(f"update {self.counters.table.name}"):
-                self.counters.table.client.update_entity(
-                    {"PartitionKey": partition, "RowKey": self.ROW, "rung": rung},
-                    mode=UpdateMode.MERGE,
-                    etag=etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
+            self.counters.table.merge(row, etag=etag)
         except ResourceModifiedError:
             return False
         except StoreError as exc:
