@@ -49,6 +49,17 @@ def error(status: int, message: str) -> func.HttpResponse:
     return answer(status, {"error": message})
 
 
+def storage_failed(what: str, exc: Exception) -> func.HttpResponse:
+    """503 with Retry-After for ``what`` (e.g. "the signal") that storage could not record:
+    senders resend on 503 (Azure Monitor does not on a plain 500), and what was recorded
+    before the failure is recognised when it comes again."""
+    return answer(
+        503,
+        {"error": f"{what} could not be recorded (storage failed); send it again: {exc}"},
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 class BadRequest(Exception):
     """The request cannot be used; the message says why (answered 400, or the given status)."""
 

@@ -34,12 +34,12 @@ from shared.gates import refusal, same_person, with_declarers
 from shared.models import RELAY_ROLE, ApprovalDecision, Decision, Gate, Principal
 from shared.stores import ActionTokenUses, StoreError
 from triggers._http import (
-    RETRY_AFTER_S,
     Refusal,
     answer,
     caller_and_body,
     error,
     in_thread,
+    storage_failed,
 )
 
 log = logging.getLogger(__name__)
@@ -130,14 +130,7 @@ def decide(
         }
     why = refusal(with_declarers(gate.policy, incident), principal)
     if why:
-        runtime.audit().append(
-            incident_id,
-            "approval.refused",
-            actor=principal.name,
-            reason=why,
-            detail={"gate": body.gate.value, "decision": body.decision.value, "via": via},
-        )
-        return {"status": 403, "error": why}
+        return _refused(incident_id, principal.name, why, body.gate, body.decision, via)
     earlier = next(
         (
             d
@@ -255,11 +248,7 @@ def _storage_failed(exc: Exception) -> func.HttpResponse:
     """503 with Retry-After: the decision may not be recorded, and sending it again is safe (a
     decision already recorded is answered as repeated)."""
     log.error("decision not recorded, storage failed: %s", exc)
-    return answer(
-        503,
-        {"error": f"the decision could not be recorded (storage failed); send it again: {exc}"},
-        headers={"Retry-After": str(RETRY_AFTER_S)},
-    )
+    return storage_failed("the decision", exc)
 
 
 def _signer() -> ActionTokenSigner:
@@ -315,12 +304,19 @@ def _unidentified(claims: ActionClaims, body: CardBody) -> dict:
         f"{claims.incident_id} was declared by a person: four-eyes needs the responder's object "
         "id (decide through the approvals endpoint instead)"
     )
+    return _refused(claims.incident_id, body.responder, why, claims.gate, claims.decision, "card")
+
+
+def _refused(
+    incident_id: str, actor: str, why: str, gate: Gate, decision: Decision, via: str
+) -> dict:
+    """Audit a refused decision and answer it 403."""
     runtime.audit().append(
-        claims.incident_id,
+        incident_id,
         "approval.refused",
-        actor=body.responder,
+        actor=actor,
         reason=why,
-        detail={"gate": claims.gate.value, "decision": claims.decision.value, "via": "card"},
+        detail={"gate": gate.value, "decision": decision.value, "via": via},
     )
     return {"status": 403, "error": why}
 

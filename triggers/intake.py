@@ -26,7 +26,7 @@ from shared.incident import IncidentStart
 from shared.models import MonitorCondition, ScenarioFamily, Signal
 from shared.signals import MAX_ALERT_BYTES, SignalError, parse_alert, parse_event
 from shared.stores import StoreError
-from triggers._http import RETRY_AFTER_S, answer, error, in_thread
+from triggers._http import answer, error, in_thread, storage_failed
 
 log = logging.getLogger(__name__)
 
@@ -250,11 +250,7 @@ def storage_unavailable(signal: Signal, exc: Exception) -> func.HttpResponse:
     delivery, recognised by its dedupe key, and folded if the first never got that far.
     """
     log.error("signal %s not recorded, storage failed: %s", signal.dedupe_key, exc)
-    return answer(
-        503,
-        {"error": f"the signal could not be recorded (storage failed); send it again: {exc}"},
-        headers={"Retry-After": str(RETRY_AFTER_S)},
-    )
+    return storage_failed("the signal", exc)
 
 
 def _event_document(event: Any) -> Any:
