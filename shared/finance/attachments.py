@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 from shared.finance.checks import result
-from shared.finance.introspect import Context
+from shared.finance.introspect import Context, first_line
 from shared.finance.models import CheckResult
 
 log = logging.getLogger(__name__)
@@ -113,9 +113,8 @@ class BlobStore:
             return None
         except (ServiceRequestError, ServiceResponseError) as exc:
             # No answer from the service after the retries: no file can be read from it.
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise StoreUnreachable(
-                f"the blob container {self.where} could not be reached: {reason}"
+                f"the blob container {self.where} could not be reached: {first_line(exc)}"
             ) from exc
 
 

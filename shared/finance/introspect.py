@@ -140,7 +140,7 @@ def connect(request: ValidationRequest) -> psycopg.Connection:
             ),
         )
     except psycopg.OperationalError as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        message = first_line(exc)
         raise ValidationCannotRun(
             f"could not connect to database {database_name(dsn)}: {message}"
         ) from exc
@@ -182,9 +182,15 @@ def introspect(request: ValidationRequest) -> Context:
     return ctx
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (psycopg and azure-core add context lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
+
+
 def describe_error(exc: BaseException, request: ValidationRequest) -> str:
     """One line for a failed statement; a statement timeout says so, with its value."""
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+    message = first_line(exc)
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return _cancelled(message, request)
     return f"{type(exc).__name__}: {message}"

@@ -69,7 +69,7 @@ def _run_task(ctx: Context, ids: tuple[str, ...], task: Task) -> list[CheckResul
                 if not conn.closed:
                     conn.rollback()
     except Exception as exc:  # one check's failure must not hide the others' results
-        cause = str(exc) if isinstance(exc, TaskFailed) else _describe(ctx, exc)
+        cause = str(exc) if isinstance(exc, TaskFailed) else describe_error(exc, ctx.request)
         log.warning("checks %s could not complete: %s", ", ".join(ids), cause)
         detail = f"could not complete: {cause[:500]}"
         elapsed = round(time.monotonic() - started, 3)
@@ -97,7 +97,7 @@ def _first_error(ctx: Context, exc: BaseException, conn: psycopg.Connection) -> 
     visited: set[int] = set()
     while seen is not None and id(seen) not in visited:
         if _server_error(seen) and not isinstance(seen, psycopg.errors.InFailedSqlTransaction):
-            return _describe(ctx, seen)
+            return describe_error(seen, ctx.request)
         visited.add(id(seen))
         seen = seen.__cause__ or seen.__context__
     aborted = conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
@@ -105,16 +105,12 @@ def _first_error(ctx: Context, exc: BaseException, conn: psycopg.Connection) -> 
         message = conn.info.error_message.strip().removeprefix("ERROR:").strip()
         if message and not message.startswith(ABORTED):
             return describe_server_message(message, ctx.request)
-    return _describe(ctx, exc)
+    return describe_error(exc, ctx.request)
 
 
 def _server_error(exc: BaseException) -> bool:
     """An error the server sent (it has a SQLSTATE), not one psycopg raised on its own."""
     return isinstance(exc, psycopg.Error) and bool(exc.sqlstate)
-
-
-def _describe(ctx: Context, exc: BaseException) -> str:
-    return describe_error(exc, ctx.request)
 
 
 def run_validation(request: ValidationRequest) -> ValidationReport:
