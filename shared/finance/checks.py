@@ -286,8 +286,9 @@ ORDER BY line_id LIMIT %(limit)s
 """
 
 
-def _trial_format(ctx: Context) -> dict[str, str]:
-    """The parts of the trial balance's queries that depend on the version's columns."""
+def _trial_format(ctx: Context, rules: list[AmountRule]) -> dict[str, str]:
+    """The parts of the trial balance's queries that depend on the version's columns, and the
+    amount rules to run (``_rules_to_run``)."""
     path = "id::text || '/'"
     if ctx.has("res_company", "parent_path"):
         path = f"coalesce(nullif(parent_path, ''), {path})"
@@ -307,11 +308,11 @@ def _trial_format(ctx: Context) -> dict[str, str]:
     accountable = "AND false"
     if ctx.has("account_move_line", "display_type"):
         accountable = "AND coalesce(l.display_type, '') NOT IN ('line_section', 'line_note')"
-    reasons = " ".join(f"WHEN {r.condition} THEN '{r.reason}'" for r in AMOUNT_RULES)
+    reasons = " ".join(f"WHEN {r.condition} THEN '{r.reason}'" for r in rules)
     return {
         "path": path, "account_companies": accounts, "accountable": accountable,
         "reasons": reasons, "line_filter": ctx.company_filter("l"),
-        "amounts_wrong": " OR ".join(r.condition for r in AMOUNT_RULES),
+        "amounts_wrong": " OR ".join(r.condition for r in rules),
     }  # fmt: skip
 
 
@@ -435,9 +436,8 @@ def trial_balance_check(ctx: Context, conn: psycopg.Connection) -> CheckResult:
     with one another, its account exists, and its account and journal are its company's."""
     started = time.monotonic()
     rules, notes = _rules_to_run(conn)
-    fmt = _trial_format(ctx)
-    query = TRIAL_SQL.format(**fmt | {"amounts_wrong": " OR ".join(r.condition for r in rules)})
-    rows = _rows(conn, query, ctx.params)
+    fmt = _trial_format(ctx, rules)
+    rows = _rows(conn, TRIAL_SQL.format(**fmt), ctx.params)
     samples = []
     for r in rows:
         quant = Decimal(1).scaleb(-(r["decimals"] if r["decimals"] is not None else 2))
