@@ -8,7 +8,6 @@ the HTTP function calls it, against the session's Azurite, without a Functions h
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +18,7 @@ from shared.auth import ActionTokenSigner
 from shared.gates import GatePolicyView, GroupView
 from shared.models import Decision, Gate, ScenarioFamily
 from shared.stores import StoreError
+from tests.together import in_parallel
 from triggers.approvals import CardBody, relay
 
 KEY = "t" * 48
@@ -110,19 +110,7 @@ def test_a_non_approvers_press_leaves_the_card_to_the_next_approver(app):
 
 def at_once(token: str, responders: list[str]) -> list[dict]:
     """Each responder presses the card in a thread of its own, all released together."""
-    barrier = threading.Barrier(len(responders))
-    answers: list[dict | None] = [None] * len(responders)
-
-    def one(n: int, responder: str) -> None:
-        barrier.wait()
-        answers[n] = press(token, responder)
-
-    threads = [threading.Thread(target=one, args=item) for item in enumerate(responders)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return answers
+    return in_parallel(len(responders), lambda n: press(token, responders[n]))
 
 
 def test_two_approvers_of_a_two_person_gate_both_count_from_one_card(app):

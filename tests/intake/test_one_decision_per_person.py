@@ -9,7 +9,6 @@ it (the same decision) or refused with 409 naming it (another decision). The ses
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -19,6 +18,7 @@ import requests
 
 from shared.models import Gate
 from tests.plugins.stack import Stack, common_alert
+from tests.together import in_parallel
 
 ENVIRONMENT = "pair-1"
 KEY = f"{ENVIRONMENT}.dependency"
@@ -38,19 +38,7 @@ def open_gate(stack: Stack):
 
 def _released_together(calls: list[Callable[[], requests.Response]]) -> list[requests.Response]:
     """Every call in a thread of its own, all released at once; answers in call order."""
-    barrier = threading.Barrier(len(calls))
-    answers: list[requests.Response | None] = [None] * len(calls)
-
-    def one(n: int) -> None:
-        barrier.wait()
-        answers[n] = calls[n]()
-
-    threads = [threading.Thread(target=one, args=(n,)) for n in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return answers
+    return in_parallel(len(calls), lambda n: calls[n]())
 
 
 def _http(stack: Stack, incident_id: str, decision: str, oid: str | None = None):

@@ -1,6 +1,5 @@
 """Stores against a real Azurite: decisions two requests race for are made by storage."""
 
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +20,7 @@ from shared.models import (
 )
 from shared.signals import raw_ref
 from shared.stores import StoreError, Stores, connection_string_from_settings
+from tests.together import in_parallel
 
 T0 = datetime(2026, 11, 30, 22, 0, tzinfo=UTC)
 
@@ -38,21 +38,6 @@ def signal(key: str) -> Signal:
         dedupe_key=key,
         environment="prod-eu",
     )
-
-
-def in_parallel(n: int, work) -> list:
-    results, barrier = [None] * n, threading.Barrier(n)
-
-    def run(i):
-        barrier.wait()
-        results[i] = work(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return results
 
 
 def test_signal_is_first_once_and_duplicates_find_its_incident(stores):
